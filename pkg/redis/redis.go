@@ -1,0 +1,321 @@
+// Package redis is chatd's cache layer on Redis: the session cache, send
+// rate limits, client-nonce claims and the window of recently acknowledged
+// messages. The embedded mode runs miniredis in-process and talks to it
+// through the same go-redis client as a real Redis, so there is one code
+// path for both.
+package redis
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/go-redis/redis_rate/v10"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/chatd/chatd/pkg/chat"
+)
+
+// Config selects the Redis to use.
+type Config struct {
+	// URL of a Redis server (redis://host:port/db); empty runs miniredis
+	// in-process.
+	URL string
+	// Prefix is put before every key, so several deployments can share a
+	// Redis.
+	Prefix string
+	// RecentPerRoom is how many acknowledged messages per room are kept for
+	// reads that must not wait for the store (join with since).
+	RecentPerRoom int
+	// RecentTTL bounds how long an idle room's window is kept.
+	RecentTTL time.Duration
+}
+
+// Cache is the Redis-backed cache shared by the roles.
+type Cache struct {
+	rdb     goredis.UniversalClient
+	limiter *redis_rate.Limiter
+	mini    *miniredis.Miniredis // nil with a real Redis
+	prefix  string
+	recentN int
+	recentT time.Duration
+}
+
+// Open connects to cfg.URL, or starts miniredis when it is empty, and checks
+// that the server answers.
+func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
+	c := &Cache{prefix: cfg.Prefix, recentN: cfg.RecentPerRoom, recentT: cfg.RecentTTL}
+	if c.recentN <= 0 {
+		c.recentN = chat.MaxSinceReplay
+	}
+	if c.recentT <= 0 {
+		c.recentT = time.Hour
+	}
+	var opt *goredis.Options
+	if cfg.URL == "" {
+		m := miniredis.NewMiniRedis()
+		// Loopback only: the embedded cache is this process's own.
+		if err := m.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("start embedded redis: %w", err)
+		}
+		c.mini = m
+		opt = &goredis.Options{Addr: m.Addr()}
+	} else {
+		var err error
+		opt, err = goredis.ParseURL(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("parse redis url: %w", err)
+		}
+	}
+	opt.PoolSize = 64
+	c.rdb = goredis.NewClient(opt)
+	c.limiter = redis_rate.NewLimiter(c.rdb)
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("ping redis: %w", err)
+	}
+	return c, nil
+}
+
+// Client returns the underlying client (for health checks).
+func (c *Cache) Client() goredis.UniversalClient { return c.rdb }
+
+// Ping checks that Redis answers.
+func (c *Cache) Ping(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }
+
+// Close closes the client and stops the embedded server.
+func (c *Cache) Close() error {
+	err := c.rdb.Close()
+	if c.mini != nil {
+		c.mini.Close()
+	}
+	return err
+}
+
+func (c *Cache) key(parts ...string) string {
+	k := c.prefix
+	for i, p := range parts {
+		if i > 0 {
+			k += ":"
+		}
+		k += p
+	}
+	return k
+}
+
+func unavailable(op string, err error) error {
+	return fmt.Errorf("redis %s: %w: %w", op, chat.Errorf(chat.EUNAVAILABLE, "cache unavailable"), err)
+}
+
+// --- session cache ---
+
+type cachedSession struct {
+	User      chat.User `json:"user"`
+	ExpiresAt int64     `json:"exp"`
+}
+
+// GetSession returns a cached caller for the token hash, if any.
+func (c *Cache) GetSession(ctx context.Context, tokenHash string) (chat.Caller, bool, error) {
+	b, err := c.rdb.Get(ctx, c.key("sess", tokenHash)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return chat.Caller{}, false, nil
+	}
+	if err != nil {
+		return chat.Caller{}, false, unavailable("get session", err)
+	}
+	var s cachedSession
+	if err := json.Unmarshal(b, &s); err != nil {
+		return chat.Caller{}, false, nil // a bad entry is a miss
+	}
+	return chat.Caller{User: s.User, TokenHash: tokenHash, ExpiresAt: time.Unix(0, s.ExpiresAt).UTC()}, true, nil
+}
+
+// PutSession caches a caller for at most ttl (and never past its expiry).
+func (c *Cache) PutSession(ctx context.Context, caller chat.Caller, ttl time.Duration) error {
+	if left := time.Until(caller.ExpiresAt); left < ttl {
+		ttl = left
+	}
+	if ttl <= 0 {
+		return nil
+	}
+	b, _ := json.Marshal(cachedSession{User: caller.User, ExpiresAt: caller.ExpiresAt.UnixNano()})
+	if err := c.rdb.Set(ctx, c.key("sess", caller.TokenHash), b, ttl).Err(); err != nil {
+		return unavailable("put session", err)
+	}
+	return nil
+}
+
+// DeleteSession drops a cached session.
+func (c *Cache) DeleteSession(ctx context.Context, tokenHash string) error {
+	if err := c.rdb.Del(ctx, c.key("sess", tokenHash)).Err(); err != nil {
+		return unavailable("delete session", err)
+	}
+	return nil
+}
+
+// --- rate limits ---
+
+// Limit is a rate: Rate events per Period with bursts of Burst.
+type Limit = redis_rate.Limit
+
+// Allow takes one event from the bucket named key. It returns 0 when the
+// event is allowed, else how long to wait.
+func (c *Cache) Allow(ctx context.Context, key string, l Limit) (time.Duration, error) {
+	res, err := c.limiter.Allow(ctx, c.key(key), l)
+	if err != nil {
+		return 0, unavailable("rate limit", err)
+	}
+	if res.Allowed > 0 {
+		return 0, nil
+	}
+	if res.RetryAfter <= 0 {
+		return time.Millisecond, nil
+	}
+	return res.RetryAfter, nil
+}
+
+// --- nonces ---
+
+func (c *Cache) nonceKey(m chat.Message) string {
+	return c.key("nonce", m.UserID.String(), m.Nonce)
+}
+
+// ClaimNonces claims (user, nonce) for each message that has a nonce, in one
+// round trip. result[i] is nil when msgs[i] may be stored (claimed now, or no
+// nonce), else the message first stored with that nonce.
+func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.Duration) ([]*chat.Message, error) {
+	out := make([]*chat.Message, len(msgs))
+	pipe := c.rdb.Pipeline()
+	type claim struct {
+		i   int
+		set *goredis.BoolCmd
+		get *goredis.StringCmd
+	}
+	var claims []claim
+	seen := map[string]int{}
+	for i, m := range msgs {
+		if m.Nonce == "" {
+			continue
+		}
+		k := c.nonceKey(m)
+		if j, dup := seen[k]; dup {
+			// Same nonce twice in one batch: the later is a duplicate of
+			// the earlier.
+			first := msgs[j]
+			out[i] = &first
+			continue
+		}
+		seen[k] = i
+		b, _ := json.Marshal(m)
+		claims = append(claims, claim{i: i, set: pipe.SetNX(ctx, k, b, ttl), get: pipe.Get(ctx, k)})
+	}
+	if len(claims) == 0 {
+		return out, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, unavailable("claim nonces", err)
+	}
+	for _, cl := range claims {
+		if cl.set.Val() {
+			continue
+		}
+		var first chat.Message
+		if err := json.Unmarshal([]byte(cl.get.Val()), &first); err != nil {
+			continue // unreadable claim: store the message rather than lose it
+		}
+		out[cl.i] = &first
+	}
+	return out, nil
+}
+
+// ReleaseNonces drops the claims of messages whose append failed, so a
+// retry with the same nonce is stored.
+func (c *Cache) ReleaseNonces(ctx context.Context, msgs []chat.Message) error {
+	var keys []string
+	for _, m := range msgs {
+		if m.Nonce != "" {
+			keys = append(keys, c.nonceKey(m))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	if err := c.rdb.Del(ctx, keys...).Err(); err != nil {
+		return unavailable("release nonces", err)
+	}
+	return nil
+}
+
+// --- recent window ---
+
+func (c *Cache) recentKey(room chat.ID) string { return c.key("recent", room.String()) }
+
+// AddRecent adds acknowledged messages to their rooms' windows, keeping the
+// newest RecentPerRoom of each. A window is a sorted set whose members start
+// with the zero-padded ID, so it stays in ID order (and trims the oldest)
+// even when several ingest instances add out of order.
+func (c *Cache) AddRecent(ctx context.Context, msgs []chat.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	pipe := c.rdb.Pipeline()
+	byRoom := map[chat.ID][]goredis.Z{}
+	var order []chat.ID
+	for _, m := range msgs {
+		b, _ := json.Marshal(m)
+		if _, ok := byRoom[m.RoomID]; !ok {
+			order = append(order, m.RoomID)
+		}
+		byRoom[m.RoomID] = append(byRoom[m.RoomID], goredis.Z{Member: padID(m.ID) + string(b)})
+	}
+	for _, room := range order {
+		k := c.recentKey(room)
+		pipe.ZAdd(ctx, k, byRoom[room]...)
+		pipe.ZRemRangeByRank(ctx, k, 0, int64(-c.recentN-1))
+		pipe.Expire(ctx, k, c.recentT)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable("add recent", err)
+	}
+	return nil
+}
+
+// RecentAfter returns the messages of the room's window with an ID above
+// after, oldest first.
+func (c *Cache) RecentAfter(ctx context.Context, room, after chat.ID) ([]chat.Message, error) {
+	vals, err := c.rdb.ZRangeByLex(ctx, c.recentKey(room), &goredis.ZRangeBy{Min: "[" + padID(after+1), Max: "+"}).Result()
+	if err != nil {
+		return nil, unavailable("recent", err)
+	}
+	out := make([]chat.Message, 0, len(vals))
+	for _, v := range vals {
+		var m chat.Message
+		if len(v) > idWidth && json.Unmarshal([]byte(v[idWidth:]), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+const idWidth = 19 // digits of the largest int64
+
+func padID(id chat.ID) string {
+	s := id.String()
+	if len(s) >= idWidth {
+		return s
+	}
+	return strings.Repeat("0", idWidth-len(s)) + s
+}
+
+// DropRecent forgets a room's window (the room was deleted).
+func (c *Cache) DropRecent(ctx context.Context, room chat.ID) error {
+	if err := c.rdb.Del(ctx, c.recentKey(room)).Err(); err != nil {
+		return unavailable("drop recent", err)
+	}
+	return nil
+}

@@ -1,0 +1,175 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/pkg/chat"
+)
+
+// openCaches returns the embedded cache and, when CHATD_TEST_REDIS_URL is
+// set (the integration tier), one on that real Redis too, each with its own
+// key prefix so runs do not see each other.
+func openCaches(t *testing.T) map[string]*Cache {
+	t.Helper()
+	out := map[string]*Cache{}
+	prefix := "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":" + time.Now().Format("150405.000000000") + ":"
+	c, err := Open(context.Background(), Config{Prefix: prefix, RecentPerRoom: 5}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	out["embedded"] = c
+	if url := os.Getenv("CHATD_TEST_REDIS_URL"); url != "" {
+		r, err := Open(context.Background(), Config{URL: url, Prefix: prefix, RecentPerRoom: 5}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close() })
+		out["redis"] = r
+	}
+	return out
+}
+
+func msg(id, room, user int64, nonce, body string) chat.Message {
+	return chat.Message{ID: chat.ID(id), RoomID: chat.ID(room), UserID: chat.ID(user), Username: "u", Body: body, Nonce: nonce, CreatedAt: time.Unix(0, id).UTC()}
+}
+
+func TestSessionCache(t *testing.T) {
+	for name, c := range openCaches(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			if _, ok, err := c.GetSession(ctx, "h1"); ok || err != nil {
+				t.Fatalf("empty cache: ok=%v err=%v", ok, err)
+			}
+			caller := chat.Caller{User: chat.User{ID: 7, Username: "ann", CreatedAt: time.Unix(5, 6).UTC()}, TokenHash: "h1", ExpiresAt: time.Now().Add(time.Hour).UTC()}
+			if err := c.PutSession(ctx, caller, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			got, ok, err := c.GetSession(ctx, "h1")
+			if err != nil || !ok || got.User.ID != 7 || got.User.Username != "ann" || !got.ExpiresAt.Equal(caller.ExpiresAt) {
+				t.Fatalf("got %+v ok=%v err=%v", got, ok, err)
+			}
+			if err := c.DeleteSession(ctx, "h1"); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := c.GetSession(ctx, "h1"); ok {
+				t.Fatal("session still cached after delete")
+			}
+			// An already expired session is never cached.
+			caller.ExpiresAt = time.Now().Add(-time.Second)
+			caller.TokenHash = "h2"
+			if err := c.PutSession(ctx, caller, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := c.GetSession(ctx, "h2"); ok {
+				t.Fatal("expired session cached")
+			}
+		})
+	}
+}
+
+func TestAllow(t *testing.T) {
+	for name, c := range openCaches(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			l := Limit{Rate: 3, Burst: 3, Period: time.Minute}
+			for i := 0; i < 3; i++ {
+				if wait, err := c.Allow(ctx, "send:1", l); err != nil || wait != 0 {
+					t.Fatalf("event %d: wait=%v err=%v", i, wait, err)
+				}
+			}
+			wait, err := c.Allow(ctx, "send:1", l)
+			if err != nil || wait <= 0 || wait > time.Minute {
+				t.Fatalf("4th event: wait=%v err=%v, want a wait in (0, 1m]", wait, err)
+			}
+			// Buckets are per key.
+			if wait, _ := c.Allow(ctx, "send:2", l); wait != 0 {
+				t.Fatalf("other key limited: %v", wait)
+			}
+		})
+	}
+}
+
+func TestClaimNonces(t *testing.T) {
+	for name, c := range openCaches(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			first := []chat.Message{msg(1, 1, 1, "n1", "a"), msg(2, 1, 1, "", "b"), msg(3, 1, 2, "n1", "c"), msg(4, 1, 1, "n1", "dup in batch")}
+			res, err := c.ClaimNonces(ctx, first, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[0] != nil || res[1] != nil || res[2] != nil {
+				t.Fatalf("fresh claims refused: %v", res)
+			}
+			if res[3] == nil || res[3].ID != 1 {
+				t.Fatalf("in-batch duplicate not mapped to the first: %v", res[3])
+			}
+			again, err := c.ClaimNonces(ctx, []chat.Message{msg(9, 1, 1, "n1", "retry"), msg(10, 1, 2, "n2", "new")}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again[0] == nil || again[0].ID != 1 || again[0].Body != "a" {
+				t.Fatalf("retry not answered with first message: %+v", again[0])
+			}
+			if again[1] != nil {
+				t.Fatal("new nonce refused")
+			}
+			if err := c.ReleaseNonces(ctx, []chat.Message{msg(10, 1, 2, "n2", "new")}); err != nil {
+				t.Fatal(err)
+			}
+			after, _ := c.ClaimNonces(ctx, []chat.Message{msg(11, 1, 2, "n2", "new")}, time.Minute)
+			if after[0] != nil {
+				t.Fatal("released nonce still claimed")
+			}
+		})
+	}
+}
+
+func TestRecentWindow(t *testing.T) {
+	for name, c := range openCaches(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			var batch []chat.Message
+			for i := int64(1); i <= 8; i++ {
+				batch = append(batch, msg(i, 1, 1, "", "m"))
+			}
+			batch = append(batch, msg(100, 2, 1, "", "other room"))
+			// Out of order across two pushes, as two ingest instances could.
+			if err := c.AddRecent(ctx, batch[4:]); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.AddRecent(ctx, batch[:4]); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.RecentAfter(ctx, 1, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []chat.ID
+			for _, m := range got {
+				ids = append(ids, m.ID)
+			}
+			if fmt.Sprint(ids) != "[4 5 6 7 8]" {
+				t.Fatalf("window = %v, want the newest five [4 5 6 7 8]", ids)
+			}
+			if after, _ := c.RecentAfter(ctx, 1, 6); len(after) != 2 || after[0].ID != 7 {
+				t.Fatalf("after 6: %v", after)
+			}
+			if other, _ := c.RecentAfter(ctx, 2, 0); len(other) != 1 || other[0].Body != "other room" {
+				t.Fatalf("room 2 window: %v", other)
+			}
+			if err := c.DropRecent(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := c.RecentAfter(ctx, 1, 0); len(got) != 0 {
+				t.Fatal("window survived drop")
+			}
+		})
+	}
+}
