@@ -1,0 +1,53 @@
+// Package post is the one send path shared by the REST API and the
+// WebSocket: validate, check access, apply the per-user rate limit, then
+// hand the message to ingest and wait for the durable ack.
+package post
+
+import (
+	"context"
+	"time"
+
+	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/redis"
+)
+
+// Limiter takes one event from a named bucket (pkg/redis).
+type Limiter interface {
+	Allow(ctx context.Context, key string, l redis.Limit) (time.Duration, error)
+}
+
+// Poster posts messages.
+type Poster struct {
+	rooms   chat.RoomService
+	limiter Limiter
+	limit   redis.Limit // zero Rate: no limit
+	sender  chat.Sender
+}
+
+// New returns a Poster. A zero limit.Rate turns rate limiting off.
+func New(rooms chat.RoomService, limiter Limiter, limit redis.Limit, sender chat.Sender) *Poster {
+	return &Poster{rooms: rooms, limiter: limiter, limit: limit, sender: sender}
+}
+
+// Post validates and sends one message, returning it once durable.
+func (p *Poster) Post(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, error) {
+	if err := chat.ValidateBody(body); err != nil {
+		return chat.Message{}, err
+	}
+	if err := chat.ValidateNonce(nonce); err != nil {
+		return chat.Message{}, err
+	}
+	if err := p.rooms.CheckAccess(ctx, caller.User.ID, roomID); err != nil {
+		return chat.Message{}, err
+	}
+	if p.limit.Rate > 0 {
+		wait, err := p.limiter.Allow(ctx, "send:"+caller.User.ID.String(), p.limit)
+		if err != nil {
+			return chat.Message{}, err
+		}
+		if wait > 0 {
+			return chat.Message{}, &chat.Error{Code: chat.ERATELIMITED, Message: "sending too fast; slow down", RetryAfterMillis: max(wait.Milliseconds(), 1)}
+		}
+	}
+	return p.sender.Send(ctx, chat.SendRequest{RoomID: roomID, UserID: caller.User.ID, Username: caller.User.Username, Body: body, Nonce: nonce})
+}
