@@ -1,0 +1,390 @@
+// Browser end-to-end tests of the web UI against a real chatd binary.
+// Run with CHATD_BIN=/path/to/chatd node --test tests/ (see ../run.sh).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  Server, launch, newPage, registerUI, loginUI, createRoomUI, openRoomUI, roomButton, sendUI,
+  finalBodies, shownIds, waitForBody, shot, sleep, ARTIFACTS,
+} from './helpers.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+function assertAscendingUnique(ids, what) {
+  assert.equal(new Set(ids).size, ids.length, `${what}: duplicate message ids`);
+  for (let i = 1; i < ids.length; i++) {
+    assert.ok(BigInt(ids[i - 1]) < BigInt(ids[i]), `${what}: ids out of order at ${i}`);
+  }
+}
+
+function noErrors(...pages) {
+  for (const p of pages) {
+    assert.deepEqual(p.errors, [], 'page errors or CSP violations');
+    assert.deepEqual(p.dialogs, [], 'a JavaScript dialog fired');
+  }
+}
+
+async function withServer(fn) {
+  const server = await Server.create();
+  try {
+    await fn(server);
+  } catch (e) {
+    e.message += `\n--- chatd log tail ---\n${server.tail()}`;
+    throw e;
+  } finally {
+    await server.close();
+  }
+}
+
+test('accounts: register, field errors, reload keeps the session, logout', () => withServer(async (server) => {
+  await server.newUser('taken');
+  const page = await newPage(browser, server);
+  await shot(page, 'login');
+
+  // Client-side validation, then the server's 409 next to the username.
+  await page.click('#tab-register');
+  await page.fill('#register-username', 'No Spaces!');
+  await page.fill('#register-password', 'short');
+  await page.click('#register-form button[type=submit]');
+  await assertText(page, '#register-username-error', /3–32/);
+  await assertText(page, '#register-password-error', /8 characters/);
+  await page.fill('#register-username', 'taken');
+  await page.fill('#register-password', 'long enough password');
+  await page.click('#register-form button[type=submit]');
+  await assertText(page, '#register-username-error', /taken/i);
+  assert.equal(await page.getAttribute('#register-username', 'aria-invalid'), 'true');
+
+  // Wrong password: 401 next to the password field.
+  await page.click('#tab-login');
+  await page.fill('#login-username', 'taken');
+  await page.fill('#login-password', 'wrong password!!');
+  await page.click('#login-form button[type=submit]');
+  await assertText(page, '#login-password-error', /wrong username or password/i);
+
+  await registerUI(page, 'carol');
+  assert.match(await page.textContent('#me-name'), /carol/);
+  await page.reload();
+  await page.waitForSelector('#chat-view:not([hidden])');
+  assert.match(await page.textContent('#me-name'), /carol/);
+  await page.click('#logout-btn');
+  await page.waitForSelector('#auth-view:not([hidden])');
+  await page.reload();
+  await page.waitForSelector('#auth-view:not([hidden])');
+  await loginUI(page, 'carol');
+  noErrors(page);
+  await page.context().close();
+}));
+
+async function assertText(page, sel, re) {
+  await page.waitForFunction(([s, src, flags]) => new RegExp(src, flags).test(document.querySelector(s).textContent),
+    [sel, re.source, re.flags]);
+}
+
+test('two users chat both ways live, with typing and unread counts', () => withServer(async (server) => {
+  const alice = await newPage(browser, server);
+  const bob = await newPage(browser, server);
+  await registerUI(alice, 'alice');
+  await registerUI(bob, 'bob');
+  await createRoomUI(alice, 'general', { description: 'Everything and nothing' });
+  await createRoomUI(alice, 'random');
+  await openRoomUI(alice, 'general');
+  await openRoomUI(bob, 'general');
+
+  await sendUI(alice, 'hello from alice');
+  await waitForBody(bob, 'hello from alice');
+  await waitForBody(alice, 'hello from alice');
+
+  // Typing indicator reaches the other side.
+  await bob.type('#composer-input', 'hi al');
+  await alice.waitForFunction(() => /bob is typing/.test(document.getElementById('typing').textContent));
+  await bob.fill('#composer-input', 'hi alice,\nhow are you?');
+  // Shift+Enter made a newline above; Enter sends.
+  await bob.press('#composer-input', 'Enter');
+  await waitForBody(alice, 'how are you?');
+  const bodies = await finalBodies(alice);
+  assert.deepEqual(bodies, ['hello from alice', 'hi alice,\nhow are you?']);
+
+  await bob.fill('#composer-input', 'line one');
+  await bob.press('#composer-input', 'Shift+Enter');
+  await bob.type('#composer-input', 'line two');
+  assert.equal(await bob.inputValue('#composer-input'), 'line one\nline two');
+  await bob.press('#composer-input', 'Enter');
+  await waitForBody(alice, 'line two');
+
+  // Unread count on a room that is not open.
+  await openRoomUI(alice, 'random');
+  await sendUI(bob, 'are you there?');
+  const badge = roomButton(alice, 'general').locator('.badge');
+  await badge.waitFor();
+  assert.equal(await badge.textContent(), '1');
+  await openRoomUI(alice, 'general');
+  assert.equal(await roomButton(alice, 'general').locator('.badge').count(), 0);
+  await waitForBody(alice, 'are you there?');
+  await sendUI(alice, 'yes, see https://example.com/docs');
+  await waitForBody(bob, 'yes, see');
+  await sleep(300);
+  assertAscendingUnique(await shownIds(alice), 'alice');
+  assertAscendingUnique(await shownIds(bob), 'bob');
+  assert.equal((await finalBodies(bob)).length, 5);
+  await shot(alice, 'chat');
+  if (process.env.UPDATE_SCREENSHOT) copyFileSync(join(ARTIFACTS, 'chat.png'), new URL('../screenshot-chat.png', import.meta.url));
+
+  // Phone width and dark mode.
+  const phone = await newPage(browser, server, { viewport: { width: 390, height: 780 }, colorScheme: 'dark' });
+  await loginUI(phone, 'bob');
+  await phone.waitForFunction(() => document.querySelectorAll('#message-list .msg').length >= 5);
+  await shot(phone, 'chat-phone-dark');
+  await phone.click('#toggle-sidebar');
+  await roomButton(phone, 'random').waitFor({ state: 'visible' });
+  await shot(phone, 'rooms-phone-dark');
+  await roomButton(phone, 'random').click();
+  await phone.waitForFunction(() => document.getElementById('room-name').textContent.includes('random'));
+  noErrors(alice, bob, phone);
+  await Promise.all([alice.context().close(), bob.context().close(), phone.context().close()]);
+}));
+
+test('room management: private room, add member, rename, leave, delete', () => withServer(async (server) => {
+  const alice = await newPage(browser, server);
+  const bob = await newPage(browser, server);
+  await registerUI(alice, 'alice');
+  await registerUI(bob, 'bob');
+  await createRoomUI(alice, 'secret', { isPrivate: true });
+  await bob.click('#refresh-rooms');
+  await sleep(300);
+  assert.equal(await roomButton(bob, 'secret').count(), 0, 'private room visible to a non-member');
+
+  await alice.click('#add-member-btn');
+  await alice.fill('#member-username', 'nobody-here');
+  await alice.click('#member-form button[type=submit]');
+  await assertText(alice, '#member-username-error', /no such user/i);
+  await alice.fill('#member-username', 'bob');
+  await alice.click('#member-form button[type=submit]');
+  await alice.waitForSelector('#member-dialog', { state: 'hidden' });
+  await openRoomUI(bob, 'secret');
+  await sendUI(bob, 'thanks for the invite');
+  await waitForBody(alice, 'thanks for the invite');
+  assert.ok(await bob.isHidden('#delete-room-btn'), 'non-owner sees Delete');
+
+  await alice.click('#rename-room-btn');
+  await alice.fill('#room-name-input', 'secret-renamed');
+  await alice.click('#room-submit');
+  await alice.waitForFunction(() => document.getElementById('room-name').textContent.includes('secret-renamed'));
+  await bob.click('#refresh-rooms');
+  await roomButton(bob, 'secret-renamed').waitFor();
+
+  await bob.click('#leave-room-btn');
+  await bob.click('#confirm-ok');
+  await bob.waitForSelector('#confirm-dialog', { state: 'hidden' });
+  await bob.click('#refresh-rooms');
+  await sleep(300);
+  assert.equal(await roomButton(bob, 'secret-renamed').count(), 0, 'left private room still listed');
+
+  await alice.click('#delete-room-btn');
+  await alice.click('#confirm-ok');
+  await alice.waitForSelector('#confirm-dialog', { state: 'hidden' });
+  assert.equal(await roomButton(alice, 'secret-renamed').count(), 0);
+  await alice.click('#refresh-rooms');
+  await sleep(300);
+  assert.equal(await roomButton(alice, 'secret-renamed').count(), 0, 'deleted room still listed');
+  noErrors(alice, bob);
+  await Promise.all([alice.context().close(), bob.context().close()]);
+}));
+
+test('scrolling up loads 200 older messages smoothly, without jumps or duplicates', () => withServer(async (server) => {
+  const u = await server.newUser('reader');
+  const room = await server.api('POST', '/rooms', { name: 'archive' }, u.token);
+  const pad = (i) => String(i).padStart(3, '0');
+  for (let i = 1; i <= 200; i++) {
+    await server.api('POST', `/rooms/${room.id}/messages`, { body: `older message ${pad(i)}` }, u.token);
+  }
+  const page = await newPage(browser, server);
+  await loginUI(page, 'reader');
+  await openRoomUI(page, 'archive');
+  await waitForBody(page, 'older message 200');
+  // The newest message is in view at once.
+  assert.ok(await page.locator('.msg', { hasText: 'older message 200' }).isVisible());
+
+  for (let round = 0; round < 20; round++) {
+    const count = (await shownIds(page)).length;
+    if (count >= 200) break;
+    // Scroll to the very top and remember where the first message sits.
+    const anchor = await page.evaluate(() => {
+      const sc = document.getElementById('messages');
+      sc.scrollTop = 0;
+      const first = document.querySelector('#message-list .msg[data-id]');
+      return { id: first.dataset.id, top: first.getBoundingClientRect().top };
+    });
+    await page.waitForFunction((n) => document.querySelectorAll('#message-list .msg[data-id]').length > n, count);
+    await page.waitForFunction(() => !/Loading/.test(document.getElementById('history-status').textContent));
+    const after = await page.evaluate((id) => document.querySelector(`[data-id="${id}"]`).getBoundingClientRect().top, anchor.id);
+    assert.ok(Math.abs(after - anchor.top) <= 2, `view jumped by ${after - anchor.top}px when older messages loaded`);
+  }
+  const ids = await shownIds(page);
+  assert.equal(ids.length, 200);
+  assertAscendingUnique(ids, 'history');
+  const bodies = await finalBodies(page);
+  assert.deepEqual(bodies, Array.from({ length: 200 }, (_, i) => `older message ${pad(i + 1)}`));
+  await page.waitForFunction(() => /Beginning/.test(document.getElementById('history-status').textContent));
+  await shot(page, 'history-top');
+  noErrors(page);
+  await page.context().close();
+}));
+
+test('search all rooms or one room, and jump to a result', () => withServer(async (server) => {
+  const u = await server.newUser('finder');
+  const alpha = await server.api('POST', '/rooms', { name: 'alpha' }, u.token);
+  const beta = await server.api('POST', '/rooms', { name: 'beta' }, u.token);
+  let target;
+  for (let i = 1; i <= 150; i++) {
+    const body = i === 20 ? 'the pineapple protocol is unique' : `filler line ${i}`;
+    const m = await server.api('POST', `/rooms/${alpha.id}/messages`, { body }, u.token);
+    if (i === 20) target = m;
+  }
+  await server.api('POST', `/rooms/${beta.id}/messages`, { body: 'a <b>pineapple</b> & <img src=x onerror=alert(1)> in beta' }, u.token);
+
+  const page = await newPage(browser, server);
+  await loginUI(page, 'finder');
+  await openRoomUI(page, 'beta');
+
+  // The index may lag the store a little: search until both hits are there.
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    await page.fill('#search-input', 'pineapple');
+    await page.selectOption('#search-scope', 'all');
+    await page.click('#search-form button[type=submit]');
+    await page.waitForFunction(() => !/Searching/.test(document.getElementById('search-status').textContent));
+    if ((await page.locator('#search-results .result').count()) >= 2) break;
+    if (Date.now() > deadline) throw new Error('search never returned both hits');
+    await sleep(500);
+  }
+  // Highlights: only text and <mark>; the escaped markup shows as text.
+  const marks = await page.$$eval('#search-results .hl mark', (ms) => ms.map((m) => m.textContent.toLowerCase()));
+  assert.ok(marks.length >= 2 && marks.every((m) => m.includes('pineapple')), `marks: ${marks}`);
+  const tags = await page.$$eval('#search-results .hl *', (es) => [...new Set(es.map((e) => e.localName))]);
+  assert.deepEqual(tags, ['mark']);
+  const betaText = await page.locator('#search-results .result', { hasText: 'in beta' }).textContent();
+  assert.match(betaText, /<b>pineapple<\/b> & <img src=x onerror=alert\(1\)>/);
+  await shot(page, 'search');
+
+  // Scope to the current room (beta): only its hit.
+  await page.selectOption('#search-scope', 'room');
+  await page.click('#search-form button[type=submit]');
+  await page.waitForFunction(() => !/Searching/.test(document.getElementById('search-status').textContent));
+  assert.equal(await page.locator('#search-results .result').count(), 1);
+  assert.match(await page.locator('#search-results .result').textContent(), /in beta/);
+
+  // Jump: open alpha with history around message 20, highlighted and in view.
+  await page.selectOption('#search-scope', 'all');
+  await page.click('#search-form button[type=submit]');
+  await page.locator('#search-results .result', { hasText: 'protocol' }).click();
+  await page.waitForFunction(() => document.getElementById('room-name').textContent.includes('alpha'));
+  const hl = page.locator('#message-list .msg.highlighted');
+  await hl.waitFor();
+  assert.equal(await hl.getAttribute('data-id'), target.id);
+  assert.ok(await hl.isVisible());
+  const inView = await hl.evaluate((e) => {
+    const r = e.getBoundingClientRect();
+    const c = document.getElementById('messages').getBoundingClientRect();
+    return r.top >= c.top && r.bottom <= c.bottom;
+  });
+  assert.ok(inView, 'jumped-to message is not in view');
+  // Loaded from around the hit up to the latest, contiguous, no duplicates.
+  const bodies = await finalBodies(page);
+  assert.ok(bodies.includes('filler line 19') && bodies.includes('filler line 21'), 'no context around the hit');
+  assert.equal(bodies[bodies.length - 1], 'filler line 150');
+  const ids = await shownIds(page);
+  assertAscendingUnique(ids, 'after jump');
+  const first = bodies.indexOf(bodies.find((b) => b.startsWith('filler line')));
+  const nums = bodies.slice(first).map((b) => (b.startsWith('the pineapple') ? 20 : Number(b.split(' ').pop())));
+  for (let i = 1; i < nums.length; i++) assert.equal(nums[i], nums[i - 1] + 1, `gap after message ${nums[i - 1]}`);
+  await shot(page, 'search-jump');
+  // Live messages still arrive after the jump.
+  await server.api('POST', `/rooms/${alpha.id}/messages`, { body: 'live after jump' }, u.token);
+  await waitForBody(page, 'live after jump');
+  noErrors(page);
+  await page.context().close();
+}));
+
+test('server restart: reconnecting banner, then resume with nothing missed or doubled', () => withServer(async (server) => {
+  const alice = await newPage(browser, server);
+  const bob = await newPage(browser, server);
+  await registerUI(alice, 'alice');
+  await registerUI(bob, 'bob');
+  await createRoomUI(alice, 'ops');
+  await createRoomUI(alice, 'quiet');
+  await openRoomUI(alice, 'ops');
+  await openRoomUI(bob, 'ops');
+  await sendUI(alice, 'before restart');
+  await waitForBody(bob, 'before restart');
+
+  await server.stop();
+  for (const p of [alice, bob]) {
+    await p.waitForSelector('#conn-banner:not([hidden])');
+    assert.match(await p.textContent('#conn-banner'), /Reconnecting…/);
+  }
+  await shot(alice, 'reconnecting');
+  await server.start();
+
+  // Messages sent right after the restart, maybe before the UIs are back:
+  // they must arrive once, through the rejoin (`since`) or live.
+  const s = await server.api('POST', '/sessions', { username: 'bob', password: 'correct horse battery' });
+  const rooms = await server.api('GET', '/rooms', undefined, s.token);
+  const ops = rooms.rooms.find((r) => r.name === 'ops');
+  const quiet = rooms.rooms.find((r) => r.name === 'quiet');
+  for (let i = 1; i <= 3; i++) {
+    await server.api('POST', `/rooms/${ops.id}/messages`, { body: `while away ${i}` }, s.token);
+  }
+  await server.api('POST', `/rooms/${quiet.id}/messages`, { body: 'missed in quiet' }, s.token);
+
+  for (const p of [alice, bob]) {
+    await p.waitForSelector('#conn-banner', { state: 'hidden', timeout: 30000 });
+    await waitForBody(p, 'while away 3', 30000);
+  }
+  await sendUI(bob, 'after restart');
+  await waitForBody(alice, 'after restart');
+  await sleep(500);
+  const want = ['before restart', 'while away 1', 'while away 2', 'while away 3', 'after restart'];
+  for (const [name, p] of [['alice', alice], ['bob', bob]]) {
+    assert.deepEqual(await finalBodies(p), want, `${name} sees the wrong messages`);
+    assertAscendingUnique(await shownIds(p), name);
+  }
+  // The other room caught up too and counts it as unread.
+  const badge = roomButton(alice, 'quiet').locator('.badge');
+  await badge.waitFor({ timeout: 15000 });
+  assert.equal(await badge.textContent(), '1');
+  await openRoomUI(alice, 'quiet');
+  await waitForBody(alice, 'missed in quiet');
+  assert.deepEqual(await finalBodies(alice), ['missed in quiet']);
+  noErrors(alice, bob);
+  await Promise.all([alice.context().close(), bob.context().close()]);
+}));
+
+test('message bodies are text: no HTML injection, safe links', () => withServer(async (server) => {
+  const alice = await newPage(browser, server);
+  const bob = await newPage(browser, server);
+  await registerUI(alice, 'alice');
+  await registerUI(bob, 'bob');
+  await createRoomUI(alice, 'xss');
+  await openRoomUI(bob, 'xss');
+  const evil = '<img src=x onerror=alert(1)>';
+  await sendUI(alice, evil);
+  await sendUI(alice, '<script>alert(2)</script> javascript:alert(3) see https://example.com/a_(b)?q=1&r=2.');
+  for (const p of [alice, bob]) {
+    await waitForBody(p, 'example.com');
+    const bodies = await finalBodies(p);
+    assert.equal(bodies[0], evil);
+    assert.equal(await p.locator('#message-list img, #message-list script').count(), 0);
+    const links = await p.$$eval('#message-list a', (as) => as.map((a) => ({ href: a.getAttribute('href'), rel: a.rel, target: a.target, text: a.textContent })));
+    assert.deepEqual(links, [{ href: 'https://example.com/a_(b)?q=1&r=2', rel: 'noopener noreferrer', target: '_blank', text: 'https://example.com/a_(b)?q=1&r=2' }]);
+  }
+  await bob.reload();
+  await bob.waitForSelector('#chat-view:not([hidden])');
+  await waitForBody(bob, evil);
+  await sleep(500);
+  assert.equal(await bob.locator('#message-list img').count(), 0);
+  noErrors(alice, bob);
+  await Promise.all([alice.context().close(), bob.context().close()]);
+}));
