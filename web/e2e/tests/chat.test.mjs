@@ -362,6 +362,57 @@ test('server restart: reconnecting banner, then resume with nothing missed or do
   await Promise.all([alice.context().close(), bob.context().close()]);
 }));
 
+test('own message is pending at once, final on ack, retry after an error', () => withServer(async (server) => {
+  // Sit between the page and the server's WebSocket: hold one send, and
+  // answer another with an error, as a rate-limited server would.
+  let failed = false;
+  const setup = (context) => context.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+    const srv = ws.connectToServer();
+    ws.onMessage((m) => {
+      let f = {};
+      try { f = JSON.parse(m); } catch { /* forward as is */ }
+      if (f.type === 'send' && f.body === 'fail me once' && !failed) {
+        failed = true;
+        ws.send(JSON.stringify({ type: 'error', code: 'rate_limited', message: 'slow down', nonce: f.nonce, retry_after_ms: 1500 }));
+        return;
+      }
+      if (f.type === 'send' && f.body === 'slow ack') { setTimeout(() => srv.send(m), 1500); return; }
+      srv.send(m);
+    });
+    srv.onMessage((m) => ws.send(m));
+  });
+  const alice = await newPage(browser, server, { setup });
+  const bob = await newPage(browser, server);
+  await registerUI(alice, 'alice');
+  await registerUI(bob, 'bob');
+  await createRoomUI(alice, 'acks');
+  await openRoomUI(bob, 'acks');
+
+  await sendUI(alice, 'slow ack');
+  const pending = alice.locator('#message-list .msg.pending', { hasText: 'slow ack' });
+  await pending.waitFor({ timeout: 1000 });
+  assert.match(await pending.textContent(), /Sending…/);
+  await waitForBody(alice, 'slow ack');
+  await pending.waitFor({ state: 'detached' });
+
+  await sendUI(alice, 'fail me once');
+  const failedEl = alice.locator('#message-list .msg.failed', { hasText: 'fail me once' });
+  await failedEl.waitFor();
+  assert.match(await failedEl.textContent(), /Not sent: Sending too fast: retry in 2 s/);
+  await shot(alice, 'send-failed');
+  await failedEl.getByRole('button', { name: 'Retry' }).click();
+  await waitForBody(alice, 'fail me once');
+  await failedEl.waitFor({ state: 'detached' });
+  await waitForBody(bob, 'fail me once');
+  await sleep(300);
+  for (const p of [alice, bob]) {
+    assert.deepEqual(await finalBodies(p), ['slow ack', 'fail me once']);
+    assert.equal(await p.locator('#message-list .msg.pending').count(), 0);
+  }
+  noErrors(alice, bob);
+  await Promise.all([alice.context().close(), bob.context().close()]);
+}));
+
 test('message bodies are text: no HTML injection, safe links', () => withServer(async (server) => {
   const alice = await newPage(browser, server);
   const bob = await newPage(browser, server);

@@ -127,8 +127,9 @@ export async function launch() {
 
 // newPage opens a fresh browser context (its own cookies and storage) and
 // records page errors, CSP violations and any JavaScript dialog.
-export async function newPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = 'light' } = {}) {
+export async function newPage(browser, server, { viewport = { width: 1280, height: 800 }, colorScheme = 'light', setup } = {}) {
   const context = await browser.newContext({ baseURL: server.url, viewport, colorScheme });
+  if (setup) await setup(context);
   const page = await context.newPage();
   page.errors = [];
   page.dialogs = [];
