@@ -17,7 +17,7 @@ START_TIMEOUT="${CASSANDRA_START_TIMEOUT:-180}"
 READY_LINE='Starting listening for CQL clients'
 
 write_config() {
-  mkdir -p "$DIR/conf" "$DIR/data" "$DIR/commitlog" "$DIR/saved_caches" "$DIR/hints" "$DIR/cdc_raw" "$DIR/logs"
+  mkdir -p "$DIR/conf" "$DIR/data" "$DIR/commitlog" "$DIR/saved_caches" "$DIR/hints" "$DIR/cdc_raw" "$DIR/logs" "$DIR/triggers"
   cat >"$CONF" <<YAML
 # written by scripts/testservers/cassandra.sh – single-node test server
 cluster_name: chatd-test
@@ -111,13 +111,13 @@ start() {
   # Fresh log per start so the readiness line is from this run.
   [ -f "$LOG" ] && mv -f "$LOG" "$LOG.prev"
   start_bg cassandra "$LOG" "$PIDFILE" "$TS_JAVA" -Xms1g -Xmx1g -Xss256k \
-    "${JVM17_OPTS[@]}" -XX:+HeapDumpOnOutOfMemoryError -XX:HeapDumpPath="$DIR/logs" \
+    "${JVM17_OPTS[@]}" -XX:+ExitOnOutOfMemoryError \
     -javaagent:"$jamm" \
     -Dcassandra.config="file://$CONF" -Dcassandra.storagedir="$DIR" \
     -Dcassandra-foreground=true -Dcassandra.logdir="$DIR/logs" \
     -Dlogback.configurationFile="$LOGBACK" \
     -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.superuser_setup_delay_ms=0 \
-    -Dcassandra.ring_delay_ms=1000 \
+    -Dcassandra.ring_delay_ms=1000 -Dcassandra.triggers_dir="$DIR/triggers" \
     -Djava.net.preferIPv4Stack=true \
     -cp "$DIR/conf:$(classpath cassandra)" org.apache.cassandra.service.CassandraDaemon
   [ "${1:-}" = --no-wait ] && return 0
