@@ -333,7 +333,7 @@ function onJoined(f) {
   if (f.truncated) {
     // More was missed than the server replays: start over from the latest page.
     resetRoom(id);
-    if (id === state.current) { renderMessages(); loadLatest(id).then(() => scrollToBottom()); } else {
+    if (id === state.current) { renderMessages(); loadLatest(id).then(() => scrollToBottom(), () => {}); } else {
       r.unread += msgs.filter((m) => m.user_id !== state.me.id).length;
       renderRoomList();
       loadLatest(id).catch(() => {});
@@ -661,6 +661,8 @@ function renderRoomList() {
   $('no-rooms').hidden = rooms.length > 0;
   if (!rooms.length) $('no-rooms').textContent = 'No rooms yet. Create one with +.';
   let total = 0;
+  // Rebuilding the list must not steal keyboard focus from a room button.
+  const focused = document.activeElement && list.contains(document.activeElement) ? document.activeElement.dataset.roomId : null;
   list.replaceChildren(...rooms.map((room) => {
     const r = rs(room.id);
     total += r.unread;
@@ -677,6 +679,7 @@ function renderRoomList() {
       el('span', { class: 'room-name' }, room.name),
       r.unread ? el('span', { class: 'badge', 'aria-hidden': 'true' }, r.unread > 99 ? '99+' : String(r.unread)) : null));
   }));
+  if (focused) list.querySelector(`[data-room-id="${focused}"]`)?.focus();
   document.title = total ? `(${total}) chatd` : 'chatd';
 }
 
@@ -1152,7 +1155,3 @@ async function boot() {
 }
 
 boot();
-
-// Exposed for debugging and the end-to-end tests; holds no secrets beyond
-// what the page already has.
-window.chatdDebug = { state };
