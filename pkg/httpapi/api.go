@@ -170,6 +170,16 @@ func (a *API) fallback(w http.ResponseWriter, r *http.Request, _ chat.Caller) {
 		return
 	}
 	if _, pat := a.paths.Handler(r); pat != "" {
+		var allow []string
+		for _, rt := range a.routes() {
+			if rt.path == pat {
+				allow = append(allow, rt.method)
+				if rt.method == http.MethodGet {
+					allow = append(allow, http.MethodHead)
+				}
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allow, ", "))
 		writeMethodNotAllowed(w, r)
 		return
 	}
@@ -222,6 +232,12 @@ func (a *API) wrap(rt route) http.Handler {
 				}
 			}
 		}()
+		// Bound every body here, with the server's own writer, so that
+		// exceeding the limit also closes the connection instead of
+		// draining the rest of a hostile upload.
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(rw, r.Body, a.cfg.MaxBodyBytes)
+		}
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")

@@ -33,6 +33,7 @@ func TestEdge(t *testing.T) {
 		{
 			name: "wrong method on a known path", method: "PUT", url: "/api/v1/rooms/10", headers: bearer(aliceTok),
 			wantStatus: 405, wantContent: []string{errCode("method_not_allowed")},
+			wantHeaders: map[string]string{"Allow": "GET, HEAD, PATCH, DELETE"},
 		},
 		{
 			name: "preflight from an allowed origin", method: "OPTIONS", url: "/api/v1/rooms/10/messages", config: allowed,
@@ -76,6 +77,25 @@ func TestEdge(t *testing.T) {
 		{
 			name: "cookie write with same origin on the default port", method: "POST", url: "/api/v1/rooms",
 			headers: withHeaders(cookie(aliceTok), "Origin", "https://example.com:443"), body: `{"name":"x"}`, wantStatus: 201,
+		},
+		{
+			name: "cookie write through a proxy that rewrites Host", method: "POST", url: "/api/v1/rooms",
+			headers: withHeaders(cookie(aliceTok), "Origin", "https://chat.example.net", "X-Forwarded-Host", "chat.example.net"),
+			body:    `{"name":"x"}`, wantStatus: 201,
+		},
+		{
+			name: "cookie write with an Origin that has a path", method: "POST", url: "/api/v1/rooms",
+			headers: withHeaders(cookie(aliceTok), "Origin", sameOrigin+"/evil"), body: `{"name":"x"}`, wantStatus: 403,
+		},
+		{
+			name: "login with only a foreign Referer is let through", method: "POST", url: "/api/v1/sessions",
+			headers: map[string]string{"Referer": "https://docs.example/howto"},
+			body:    `{"username":"alice","password":"` + alicePassword + `"}`, wantStatus: 201,
+		},
+		{
+			name: "deeply nested JSON", method: "POST", url: "/api/v1/users",
+			body:       `{"x":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `,"username":"dave","password":"password1"}`,
+			wantStatus: 400,
 		},
 		{
 			name: "cookie read needs no Origin", method: "GET", url: "/api/v1/rooms", headers: cookie(aliceTok), wantStatus: 200,

@@ -33,7 +33,7 @@ type registerReq struct {
 
 func (a *API) register(w http.ResponseWriter, r *http.Request, _ chat.Caller) {
 	var req registerReq
-	if err := a.readJSON(w, r, &req); err != nil {
+	if err := a.readJSON(r, &req); err != nil {
 		writeErr(w, r, a.log, err)
 		return
 	}
@@ -67,7 +67,7 @@ type loginResp struct {
 
 func (a *API) login(w http.ResponseWriter, r *http.Request, _ chat.Caller) {
 	var req loginReq
-	if err := a.readJSON(w, r, &req); err != nil {
+	if err := a.readJSON(r, &req); err != nil {
 		writeErr(w, r, a.log, err)
 		return
 	}
@@ -140,7 +140,7 @@ type createRoomReq struct {
 
 func (a *API) createRoom(w http.ResponseWriter, r *http.Request, c chat.Caller) {
 	var req createRoomReq
-	if err := a.readJSON(w, r, &req); err != nil {
+	if err := a.readJSON(r, &req); err != nil {
 		writeErr(w, r, a.log, err)
 		return
 	}
@@ -195,7 +195,7 @@ func (a *API) updateRoom(w http.ResponseWriter, r *http.Request, c chat.Caller) 
 		return
 	}
 	var req updateRoomReq
-	if err := a.readJSON(w, r, &req); err != nil {
+	if err := a.readJSON(r, &req); err != nil {
 		writeErr(w, r, a.log, err)
 		return
 	}
@@ -243,7 +243,7 @@ func (a *API) addMember(w http.ResponseWriter, r *http.Request, c chat.Caller) {
 		return
 	}
 	var req addMemberReq
-	if err := a.readJSON(w, r, &req); err != nil {
+	if err := a.readJSON(r, &req); err != nil {
 		writeErr(w, r, a.log, err)
 		return
 	}
@@ -332,7 +332,7 @@ func (a *API) post(w http.ResponseWriter, r *http.Request, c chat.Caller) {
 		return
 	}
 	var req postReq
-	if err := a.readJSON(w, r, &req); err != nil {
+	if err := a.readJSON(r, &req); err != nil {
 		writeErr(w, r, a.log, err)
 		return
 	}

@@ -42,12 +42,13 @@ func writeMethodNotAllowed(w http.ResponseWriter, r *http.Request) {
 // invalid UTF-8 (which it would turn into U+FFFD), and a body that is not an
 // object (null would leave dst empty). Unknown fields are ignored so clients
 // may send newer fields to an older server.
-func (a *API) readJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+func (a *API) readJSON(r *http.Request, dst any) error {
 	tooLarge := chat.Errorf(chat.ETOOLARGE, "request body must be at most %d bytes", a.cfg.MaxBodyBytes)
 	if r.ContentLength > a.cfg.MaxBodyBytes {
 		return tooLarge
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
+	// r.Body is bounded by http.MaxBytesReader in wrap.
+	raw, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -59,59 +59,68 @@ func stripDefaultPort(scheme, host string) string {
 // allowed one. Same origin compares hosts only: behind a TLS-terminating
 // proxy the request reaches us over plain HTTP while the page is https, and
 // an attacker able to serve http:// on our own host name already sits on the
-// network path.
+// network path. X-Forwarded-Host counts as our host too, for proxies that
+// rewrite Host; trusting it is safe here because a cross-site page cannot
+// set that header without a CORS preflight, which only allowed origins pass.
 func (a *API) originOK(r *http.Request, origin string) bool {
 	if a.origins[origin] {
 		return true
 	}
 	u, err := url.Parse(origin)
-	if err != nil {
+	if err != nil || u.Host == "" {
 		return false
 	}
-	host := trimLower(r.Host)
-	return u.Host == stripDefaultPort("http", host) || u.Host == stripDefaultPort("https", host)
+	hosts := []string{r.Host}
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+		hosts = append(hosts, strings.Split(fh, ",")[0])
+	}
+	for _, h := range hosts {
+		h = trimLower(h)
+		if h != "" && (u.Host == stripDefaultPort("http", h) || u.Host == stripDefaultPort("https", h)) {
+			return true
+		}
+	}
+	return false
 }
 
-// requestOrigin returns the normalized Origin of r, falling back to the
-// Referer's origin (some browsers omit Origin on same-origin requests).
-func requestOrigin(r *http.Request) (origin string, present bool) {
-	if o := r.Header.Get("Origin"); o != "" {
-		n, _ := normalizeOrigin(o)
-		return n, true
+// refererOrigin returns the normalized origin of r's Referer, or "".
+func refererOrigin(r *http.Request) string {
+	u, err := url.Parse(r.Header.Get("Referer"))
+	if err != nil || u.Host == "" {
+		return ""
 	}
-	if ref := r.Header.Get("Referer"); ref != "" {
-		u, err := url.Parse(ref)
-		if err != nil || u.Host == "" {
-			return "", true
-		}
-		n, _ := normalizeOrigin(u.Scheme + "://" + u.Host)
-		return n, true
-	}
-	return "", false
+	n, _ := normalizeOrigin(u.Scheme + "://" + u.Host)
+	return n
 }
 
 // csrf refuses state-changing requests a foreign site could have made the
-// browser send. A cookie-authenticated request must prove its origin; a
-// request carrying a bearer header cannot be forged cross-site (browsers
-// only add it after a CORS preflight), and one without credentials (sign
-// up, log in) is refused only when it names a foreign origin, which stops
-// login CSRF without breaking non-browser clients.
+// browser send.
+//   - A request with an Authorization header cannot be forged cross-site:
+//     browsers add it only after a CORS preflight.
+//   - A cookie-authenticated request must prove its origin with Origin, or
+//     Referer where a browser omitted Origin.
+//   - A request without credentials (sign up, log in) is refused only when
+//     its Origin names a foreign site, which stops login CSRF without
+//     troubling non-browser clients, which send no Origin.
 func (a *API) csrf(r *http.Request) error {
-	if isSafeMethod(r.Method) {
+	if isSafeMethod(r.Method) || r.Header.Get("Authorization") != "" {
 		return nil
 	}
-	if r.Header.Get("Authorization") != "" {
-		return nil
-	}
-	origin, present := requestOrigin(r)
-	if !present {
-		if cookieAuthenticated(r) {
-			return chat.Errorf(chat.EFORBIDDEN, "cross-site request refused: Origin header required with cookie authentication")
+	refuse := chat.Errorf(chat.EFORBIDDEN, "cross-site request refused: origin not allowed")
+	if o := r.Header.Get("Origin"); o != "" {
+		if n, ok := normalizeOrigin(o); !ok || !a.originOK(r, n) {
+			return refuse
 		}
 		return nil
 	}
-	if origin == "" || !a.originOK(r, origin) {
-		return chat.Errorf(chat.EFORBIDDEN, "cross-site request refused: origin not allowed")
+	if !cookieAuthenticated(r) {
+		return nil
+	}
+	if r.Header.Get("Referer") == "" {
+		return chat.Errorf(chat.EFORBIDDEN, "cross-site request refused: Origin header required with cookie authentication")
+	}
+	if n := refererOrigin(r); n == "" || !a.originOK(r, n) {
+		return refuse
 	}
 	return nil
 }
