@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -273,3 +275,26 @@ func TestPanicIsInternal(t *testing.T) {
 type panicRooms struct{ *memRooms }
 
 func (panicRooms) ListRooms(context.Context, chat.ID) ([]chat.Room, error) { panic("boom") }
+
+// TestOversizedChunkedUpload sends a 2 MiB body without Content-Length
+// through a real server, so the limit is enforced while reading.
+func TestOversizedChunkedUpload(t *testing.T) {
+	e := newEnv(t)
+	srv := httptest.NewServer(newHandler(t, Config{}, e.deps(), nil))
+	t.Cleanup(srv.Close)
+	body := io.MultiReader(strings.NewReader(`{"body":"`), strings.NewReader(strings.Repeat("a", 2<<20)), strings.NewReader(`"}`))
+	req, err := http.NewRequestWithContext(t.Context(), "POST", srv.URL+"/api/v1/rooms/10/messages", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+bobTok)
+	res, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 413 || !strings.Contains(string(b), errCode("too_large")) {
+		t.Fatalf("status %d: %s", res.StatusCode, b)
+	}
+}
