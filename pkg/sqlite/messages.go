@@ -1,0 +1,131 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+
+	"github.com/chatd/chatd/pkg/chat"
+)
+
+// maxRows bounds one read, whatever limit a caller passes, so a bad limit
+// cannot load a whole room into memory.
+const maxRows = 10000
+
+// Messages is the message store of the store role.
+type Messages struct {
+	db *db
+}
+
+var _ chat.MessageStore = (*Messages)(nil)
+
+// OpenMessages opens the message database at path, creating and migrating
+// it as needed.
+func OpenMessages(ctx context.Context, path string, log *slog.Logger) (*Messages, error) {
+	d, err := openDB(ctx, path, "messages", false, log)
+	if err != nil {
+		return nil, err
+	}
+	return &Messages{db: d}, nil
+}
+
+// Close closes the database.
+func (m *Messages) Close() error { return m.db.close() }
+
+// WriteMessages stores msgs in one transaction, so a batch costs one commit
+// (one WAL sync at most). A message whose (room, ID) is stored already is
+// skipped, which makes redelivery from the log harmless.
+func (m *Messages) WriteMessages(ctx context.Context, msgs []chat.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	tx, err := m.db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("write messages: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO messages
+		(room_id, id, user_id, username, body, created_at, nonce, edited_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return fmt.Errorf("write messages: %w", err)
+	}
+	defer stmt.Close()
+	for _, msg := range msgs {
+		if _, err := stmt.ExecContext(ctx, int64(msg.RoomID), int64(msg.ID), int64(msg.UserID), msg.Username, msg.Body,
+			toNanos(msg.CreatedAt), msg.Nonce, toNullNanos(msg.EditedAt)); err != nil {
+			return fmt.Errorf("write messages: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("write messages: %w", err)
+	}
+	return nil
+}
+
+const messageCols = `id, room_id, user_id, username, body, created_at, nonce, edited_at`
+
+// MessagesBefore returns the newest limit messages of the room below before
+// (0: the newest overall), oldest first.
+func (m *Messages) MessagesBefore(ctx context.Context, roomID, before chat.ID, limit int) ([]chat.Message, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	// The newest first is a backwards walk of the primary key; reversing
+	// the page in Go is cheaper than a sort in SQL.
+	msgs, err := queryMessages(ctx, m.db, `SELECT `+messageCols+` FROM messages
+		WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, int64(roomID), int64(before), min(limit, maxRows))
+	if err != nil {
+		return nil, fmt.Errorf("messages before: %w", err)
+	}
+	slices.Reverse(msgs)
+	return msgs, nil
+}
+
+// MessagesAfter returns the oldest limit messages of the room above after,
+// oldest first.
+func (m *Messages) MessagesAfter(ctx context.Context, roomID, after chat.ID, limit int) ([]chat.Message, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	msgs, err := queryMessages(ctx, m.db, `SELECT `+messageCols+` FROM messages
+		WHERE room_id = ? AND id > ? ORDER BY id LIMIT ?`, int64(roomID), int64(after), min(limit, maxRows))
+	if err != nil {
+		return nil, fmt.Errorf("messages after: %w", err)
+	}
+	return msgs, nil
+}
+
+func queryMessages(ctx context.Context, d *db, query string, args ...any) ([]chat.Message, error) {
+	rows, err := d.r.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	msgs := []chat.Message{}
+	for rows.Next() {
+		msg, err := scanMessage(rows)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, rows.Err()
+}
+
+func scanMessage(row interface{ Scan(...any) error }, extra ...any) (chat.Message, error) {
+	var msg chat.Message
+	var id, room, user, created int64
+	var edited sql.NullInt64
+	if err := row.Scan(append([]any{&id, &room, &user, &msg.Username, &msg.Body, &created, &msg.Nonce, &edited}, extra...)...); err != nil {
+		return chat.Message{}, err
+	}
+	msg.ID, msg.RoomID, msg.UserID, msg.CreatedAt = chat.ID(id), chat.ID(room), chat.ID(user), fromNanos(created)
+	msg.EditedAt = fromNullNanos(edited)
+	return msg, nil
+}
