@@ -37,6 +37,11 @@ if [ ! -e "$prc" ]; then
   $SUDO chmod +x "$prc"; created_prc=1
 fi
 trap '[ "$created_prc" = 1 ] && $SUDO rm -f "$prc"' EXIT
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$TS_LOG_DIR/apt.log" 2>&1 \
-  || { show_log "$TS_LOG_DIR/apt.log"; die "apt-get install failed"; }
+install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$TS_LOG_DIR/apt.log" 2>&1; }
+if ! install; then
+  # stale package lists (e.g. a security update replaced a version): refresh once
+  log "apt-get install failed; apt-get update and retry"
+  $SUDO apt-get update -qq >>"$TS_LOG_DIR/apt.log" 2>&1 && touch "$stamp" || true
+  install || { show_log "$TS_LOG_DIR/apt.log"; die "apt-get install failed"; }
+fi
 log "apt: installed ${missing[*]}"
