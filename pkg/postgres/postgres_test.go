@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/chattest"
 	"github.com/chatd/chatd/pkg/postgres"
 )
 
@@ -194,4 +195,14 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	if _, err := postgres.Open(ctx, "::not a dsn::", nil); err == nil {
 		t.Fatal("bad dsn accepted")
 	}
+}
+
+func TestAccountStoreConformance(t *testing.T) {
+	testDSN(t)
+	chattest.AccountStore(t, func(t *testing.T) chat.AccountStore { return newDB(t) })
+}
+
+func TestRoomStoreConformance(t *testing.T) {
+	testDSN(t)
+	chattest.RoomStore(t, func(t *testing.T) chat.RoomStore { return newDB(t) })
 }
