@@ -1,0 +1,494 @@
+// Package jetstream implements chat.Log on NATS JetStream: the embedded
+// default durable message log between ingest and the store and index roles.
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/chatd/chatd/pkg/chat"
+)
+
+// LogConfig configures the stream and its consumers. Zero values take the
+// defaults given per field.
+type LogConfig struct {
+	// Stream is the stream name. Default "CHATD_LOG".
+	Stream string
+	// SubjectPrefix: a message of room R is stored on <prefix>.<R>.
+	// Default "chatd.log".
+	SubjectPrefix string
+	// MaxAge drops messages older than this, consumed or not. Default 7 days.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream size, dropping the oldest messages. Default
+	// unlimited (0 or negative).
+	MaxBytes int64
+	// Replicas is the stream replication factor in a NATS cluster. Default 1.
+	Replicas int
+	// Duplicates is the window in which a re-published message ID is not
+	// stored again, covering a retried Append. Default 2 minutes.
+	Duplicates time.Duration
+	// AppendTimeout bounds the wait for the PubAcks of one Append when the
+	// caller's context has no earlier deadline. Default 10 s.
+	AppendTimeout time.Duration
+	// FetchBatch and FetchWait bound one pull: up to FetchBatch messages,
+	// waiting at most FetchWait for a partial batch. Defaults 500, 100 ms.
+	FetchBatch int
+	FetchWait  time.Duration
+	// AckWait is how long the server waits for a delivered batch's ack before
+	// handing it to another consumer. Consume keeps it alive with
+	// in-progress signals while handling. Default 30 s.
+	AckWait time.Duration
+	// MaxAckPending bounds unacknowledged messages per group. Default 10000.
+	MaxAckPending int
+	// RetryMin and RetryMax bound the exponential backoff between attempts
+	// to handle a failed batch. Defaults 100 ms, 30 s.
+	RetryMin, RetryMax time.Duration
+}
+
+func (c *LogConfig) setDefaults() {
+	if c.Stream == "" {
+		c.Stream = "CHATD_LOG"
+	}
+	if c.SubjectPrefix == "" {
+		c.SubjectPrefix = "chatd.log"
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 7 * 24 * time.Hour
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = -1
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.Duplicates <= 0 {
+		c.Duplicates = 2 * time.Minute
+	}
+	if c.AppendTimeout <= 0 {
+		c.AppendTimeout = 10 * time.Second
+	}
+	if c.FetchBatch <= 0 {
+		c.FetchBatch = 500
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = 100 * time.Millisecond
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxAckPending <= 0 {
+		c.MaxAckPending = 10000
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = 100 * time.Millisecond
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(30*time.Second, c.RetryMin)
+	}
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Appended     int64 // messages acknowledged by the stream
+	AppendErrors int64 // failed Append calls
+	Duplicates   int64 // appends the stream recognised as already stored
+	Delivered    int64 // messages handed to handlers (retries included)
+	Committed    int64 // messages acked after a successful handle
+	HandleErrors int64 // failed handle calls
+	DecodeErrors int64 // undecodable log entries, terminated
+}
+
+// Log is a chat.Log on a JetStream stream.
+type Log struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	cfg    LogConfig
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	consumers map[string]jetstream.Consumer
+
+	appended, appendErrors, duplicates atomic.Int64
+	delivered, committed, handleErrors atomic.Int64
+	decodeErrors                       atomic.Int64
+}
+
+var _ chat.Log = (*Log)(nil)
+
+// NewLog creates or updates the stream and returns the log. In a cluster
+// that is still electing its JetStream leader it retries until ctx ends.
+func NewLog(ctx context.Context, nc *nats.Conn, cfg LogConfig, log *slog.Logger) (*Log, error) {
+	cfg.setDefaults()
+	l := &Log{nc: nc, cfg: cfg, log: log.With("component", "jetstream", "stream", cfg.Stream), consumers: map[string]jetstream.Consumer{}}
+	js, err := jetstream.New(nc,
+		// Without a timeout a PubAck lost in a disconnect would hold its
+		// slot in the async window forever.
+		jetstream.WithPublishAsyncTimeout(cfg.AppendTimeout),
+		jetstream.WithPublishAsyncMaxPending(16384),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	l.js = js
+	scfg := jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "chatd message log",
+		Subjects:    []string{cfg.SubjectPrefix + ".>"},
+		// Limits retention: the store and index groups consume
+		// independently, so a message must outlive the first consumer.
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		MaxAge:     cfg.MaxAge,
+		MaxBytes:   cfg.MaxBytes,
+		Discard:    jetstream.DiscardOld,
+		Replicas:   cfg.Replicas,
+		Duplicates: cfg.Duplicates,
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		l.stream, err = js.CreateOrUpdateStream(actx, scfg)
+		cancel()
+		if err == nil {
+			return l, nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
+		}
+		l.log.Warn("jetstream not ready, retrying", "err", err, "backoff", backoff)
+		if !sleep(ctx, backoff) {
+			return nil, fmt.Errorf("create stream %s: %w", cfg.Stream, err)
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// retryable reports errors that a forming cluster or a reconnect resolves.
+func retryable(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.Code == 408
+	}
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
+}
+
+// Stats returns the counters.
+func (l *Log) Stats() Stats {
+	return Stats{
+		Appended: l.appended.Load(), AppendErrors: l.appendErrors.Load(), Duplicates: l.duplicates.Load(),
+		Delivered: l.delivered.Load(), Committed: l.committed.Load(), HandleErrors: l.handleErrors.Load(),
+		DecodeErrors: l.decodeErrors.Load(),
+	}
+}
+
+// Append publishes msgs asynchronously, one stream message each, and waits
+// for every PubAck. The message ID is the Nats-Msg-Id, so an Append retried
+// within the Duplicates window does not store a message twice. One
+// connection publishing in order keeps the order within a room.
+func (l *Log) Append(ctx context.Context, msgs []chat.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.AppendTimeout)
+	defer cancel()
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var err error
+	for i := range msgs {
+		var data []byte
+		data, err = json.Marshal(msgs[i])
+		if err != nil {
+			err = fmt.Errorf("encode message: %w", err)
+			break
+		}
+		m := &nats.Msg{Subject: l.subject(msgs[i].RoomID), Data: data, Header: nats.Header{}}
+		var f jetstream.PubAckFuture
+		f, err = l.js.PublishMsgAsync(m,
+			jetstream.WithMsgID(msgs[i].ID.String()),
+			jetstream.WithExpectStream(l.cfg.Stream),
+			// A batch larger than the async window waits for acks to
+			// free slots instead of failing after the 200 ms default.
+			jetstream.WithStallWait(l.cfg.AppendTimeout))
+		if err != nil {
+			err = fmt.Errorf("publish: %w", err)
+			break
+		}
+		futures = append(futures, f)
+	}
+	// Wait for every future even after a failure, so none is left behind
+	// to be confused with a later Append's.
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			l.appended.Add(1)
+			if ack.Duplicate {
+				l.duplicates.Add(1)
+			}
+		case e := <-f.Err():
+			if err == nil {
+				err = fmt.Errorf("pub ack: %w", e)
+			}
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("pub ack: %w", ctx.Err())
+			}
+		}
+	}
+	if err != nil {
+		l.appendErrors.Add(1)
+		return fmt.Errorf("append: %w", err)
+	}
+	return nil
+}
+
+func (l *Log) subject(room chat.ID) string { return l.cfg.SubjectPrefix + "." + room.String() }
+
+// Group names become durable consumer names, which NATS restricts.
+var groupRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (l *Log) consumer(ctx context.Context, group string) (jetstream.Consumer, error) {
+	if !groupRE.MatchString(group) {
+		return nil, chat.Errorf(chat.EINVALID, "invalid consumer group %q", group)
+	}
+	l.mu.Lock()
+	c := l.consumers[group]
+	l.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := l.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       group,
+		Description:   "chatd consumer group " + group,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// Explicit acks, not AckAll: consumers of one group share the
+		// durable, and AckAll by one would commit another's unfinished
+		// messages.
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       l.cfg.AckWait,
+		MaxDeliver:    -1, // never give up on a message
+		MaxAckPending: l.cfg.MaxAckPending,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", group, err)
+	}
+	l.mu.Lock()
+	l.consumers[group] = c
+	l.mu.Unlock()
+	return c, nil
+}
+
+// Consume pulls batches for group and hands them to handle until ctx ends.
+//
+// A failed batch is kept and handed to handle again after an exponential
+// backoff, instead of being Nak'ed back to the server: a Nak would let the
+// next fetch overtake it and break the order within a room. While a batch
+// is held its messages are kept in progress, so the server does not
+// redeliver them elsewhere; if ctx ends first they are Nak'ed, so another
+// consumer of the group takes them over at once.
+func (l *Log) Consume(ctx context.Context, group string, handle func(context.Context, []chat.Message) error) error {
+	log := l.log.With("group", group)
+	var c jetstream.Consumer
+	backoff := l.cfg.RetryMin
+	for {
+		var err error
+		c, err = l.consumer(ctx, group)
+		if err == nil {
+			break
+		}
+		if chat.ErrorCode(err) == chat.EINVALID {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("consumer not ready, retrying", "err", err, "backoff", backoff)
+		if !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, l.cfg.RetryMax)
+	}
+	backoff = l.cfg.RetryMin
+	for ctx.Err() == nil {
+		batch, err := c.Fetch(l.cfg.FetchBatch, jetstream.FetchMaxWait(l.cfg.FetchWait))
+		if err != nil {
+			log.Warn("fetch failed", "err", err, "backoff", backoff)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, l.cfg.RetryMax)
+			continue
+		}
+		raw := make([]jetstream.Msg, 0, l.cfg.FetchBatch)
+		for m := range batch.Messages() {
+			raw = append(raw, m)
+		}
+		if err := batch.Error(); err != nil && len(raw) == 0 {
+			log.Warn("fetch failed", "err", err, "backoff", backoff)
+			if !sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(2*backoff, l.cfg.RetryMax)
+			continue
+		}
+		backoff = l.cfg.RetryMin
+		if len(raw) == 0 {
+			continue
+		}
+		l.process(ctx, log, raw, handle)
+	}
+	return nil
+}
+
+// process decodes and handles one fetched batch until it succeeds or ctx
+// ends.
+func (l *Log) process(ctx context.Context, log *slog.Logger, raw []jetstream.Msg, handle func(context.Context, []chat.Message) error) {
+	msgs := make([]chat.Message, 0, len(raw))
+	kept := raw[:0]
+	for _, m := range raw {
+		var msg chat.Message
+		err := json.Unmarshal(m.Data(), &msg)
+		if err == nil && (msg.ID <= 0 || msg.RoomID <= 0) {
+			err = errors.New("message without id or room")
+		}
+		if err != nil {
+			// One bad entry must not stop persistence for everyone
+			// (LESSONS.md): log it and take it out of the stream's way.
+			l.decodeErrors.Add(1)
+			seq := uint64(0)
+			if md, mdErr := m.Metadata(); mdErr == nil {
+				seq = md.Sequence.Stream
+			}
+			log.Error("undecodable log entry terminated", "subject", m.Subject(), "stream_seq", seq, "err", err)
+			if err := m.TermWithReason("undecodable"); err != nil {
+				log.Warn("term failed", "err", err)
+			}
+			continue
+		}
+		msgs = append(msgs, msg)
+		kept = append(kept, m)
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	stop := l.keepInProgress(kept)
+	defer stop()
+	backoff := l.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			l.nak(log, kept)
+			return
+		}
+		l.delivered.Add(int64(len(msgs)))
+		err := handle(ctx, msgs)
+		if err == nil {
+			break
+		}
+		l.handleErrors.Add(1)
+		if ctx.Err() != nil {
+			l.nak(log, kept)
+			return
+		}
+		log.Warn("handle failed, retrying batch", "err", err, "attempt", attempt, "messages", len(msgs), "backoff", backoff)
+		if !sleep(ctx, backoff) {
+			l.nak(log, kept)
+			return
+		}
+		backoff = min(2*backoff, l.cfg.RetryMax)
+	}
+	for _, m := range kept {
+		if err := m.Ack(); err != nil {
+			// The server redelivers after AckWait; handlers are
+			// idempotent, so this costs a rewrite, not a message.
+			log.Warn("ack failed", "err", err)
+		}
+	}
+	// Make sure the server has the acks before the next fetch or a return,
+	// so a consumer that stops now resumes after this batch.
+	if err := l.nc.FlushTimeout(5 * time.Second); err != nil {
+		log.Warn("flush acks failed", "err", err)
+	}
+	l.committed.Add(int64(len(kept)))
+}
+
+// keepInProgress tells the server every AckWait/3 that msgs are still being
+// worked on, so a slow write or a long backoff does not get them redelivered
+// to another consumer.
+func (l *Log) keepInProgress(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(l.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					_ = m.InProgress() // best effort; AckWait redelivery is the fallback
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+func (l *Log) nak(log *slog.Logger, msgs []jetstream.Msg) {
+	for _, m := range msgs {
+		if err := m.Nak(); err != nil {
+			log.Warn("nak failed", "err", err)
+			return
+		}
+	}
+	_ = l.nc.FlushTimeout(5 * time.Second)
+}
+
+// Lag returns the messages the group has not committed: pending plus
+// delivered-but-unacked. A group that never consumed lags by the whole stream.
+func (l *Log) Lag(ctx context.Context, group string) (int64, error) {
+	if !groupRE.MatchString(group) {
+		return 0, chat.Errorf(chat.EINVALID, "invalid consumer group %q", group)
+	}
+	c, err := l.stream.Consumer(ctx, group)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		info, err := l.stream.Info(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("stream info: %w", err)
+		}
+		return int64(info.State.Msgs), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("consumer %s: %w", group, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("consumer info %s: %w", group, err)
+	}
+	return int64(info.NumPending) + int64(info.NumAckPending), nil
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

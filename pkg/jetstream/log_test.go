@@ -1,0 +1,170 @@
+package jetstream_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/chattest"
+	"github.com/chatd/chatd/pkg/jetstream"
+	"github.com/chatd/chatd/pkg/natsbus"
+)
+
+func logger(tb testing.TB) *slog.Logger {
+	tb.Helper()
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) { w.tb.Log(string(p)); return len(p), nil }
+
+// conn starts an embedded NATS server in a temp dir and connects in process.
+func conn(tb testing.TB) *nats.Conn {
+	tb.Helper()
+	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{StoreDir: tb.TempDir()}, logger(tb))
+	if err != nil {
+		tb.Fatalf("start nats: %v", err)
+	}
+	tb.Cleanup(func() { e.Shutdown(); e.WaitForShutdown() })
+	nc, err := natsbus.Connect(context.Background(), natsbus.ConnectConfig{Embedded: e, Name: tb.Name()}, logger(tb))
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+var streamSeq atomic.Int64
+
+func openLog(tb testing.TB, nc *nats.Conn, cfg jetstream.LogConfig) *jetstream.Log {
+	tb.Helper()
+	n := streamSeq.Add(1)
+	cfg.Stream = fmt.Sprintf("TEST_%d", n)
+	cfg.SubjectPrefix = fmt.Sprintf("test%d.log", n)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := jetstream.NewLog(ctx, nc, cfg, logger(tb))
+	if err != nil {
+		tb.Fatalf("new log: %v", err)
+	}
+	return l
+}
+
+func TestConformance(t *testing.T) {
+	nc := conn(t)
+	chattest.Log(t, func(t *testing.T) chat.Log {
+		// Short retries keep the redelivery subtests quick.
+		return openLog(t, nc, jetstream.LogConfig{RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond})
+	})
+}
+
+// A retried Append inside the duplicate window must not store twice.
+func TestAppendIsIdempotent(t *testing.T) {
+	nc := conn(t)
+	l := openLog(t, nc, jetstream.LogConfig{})
+	msgs := chattest.LogMessages(t, 50, 2)
+	ctx := context.Background()
+	for range 2 {
+		if err := l.Append(ctx, msgs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lag, err := l.Lag(ctx, "g"); err != nil || lag != 50 {
+		t.Fatalf("lag %d, %v; want 50", lag, err)
+	}
+	if s := l.Stats(); s.Duplicates != 50 {
+		t.Fatalf("duplicates %d, want 50", s.Duplicates)
+	}
+}
+
+// A log entry that is not a message is terminated and counted; the
+// messages around it still reach the handler.
+func TestUndecodableEntryDoesNotStopConsumer(t *testing.T) {
+	nc := conn(t)
+	l := openLog(t, nc, jetstream.LogConfig{})
+	n := streamSeq.Load()
+	msgs := chattest.LogMessages(t, 10, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := l.Append(ctx, msgs[:5]); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"not json", `{"id":"x"}`, `{"type":"room_deleted"}`} {
+		if _, err := nc.Request(fmt.Sprintf("test%d.log.1", n), []byte(bad), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Append(ctx, msgs[5:]); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan chat.Message, 100)
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Consume(ctx, "g", func(_ context.Context, b []chat.Message) error {
+			for _, m := range b {
+				got <- m
+			}
+			return nil
+		})
+	}()
+	for i := range msgs {
+		select {
+		case m := <-got:
+			if m.ID != msgs[i].ID {
+				t.Fatalf("message %d: got %d, want %d", i, m.ID, msgs[i].ID)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("message %d never arrived", i)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lag, err := l.Lag(ctx, "g")
+		if err == nil && lag == 0 && l.Stats().DecodeErrors == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lag %d (%v), decode errors %d; want 0 and 3", lag, err, l.Stats().DecodeErrors)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestInvalidGroup(t *testing.T) {
+	nc := conn(t)
+	l := openLog(t, nc, jetstream.LogConfig{})
+	err := l.Consume(context.Background(), "a.b", func(context.Context, []chat.Message) error { return nil })
+	if chat.ErrorCode(err) != chat.EINVALID {
+		t.Fatalf("got %v, want invalid", err)
+	}
+}
+
+// BenchmarkAppend measures durable appends of ingest-sized batches
+// (file storage, in-process connection).
+func BenchmarkAppend(b *testing.B) {
+	for _, size := range []int{1, 64, 512} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			nc := conn(b)
+			l := openLog(b, nc, jetstream.LogConfig{})
+			msgs := chattest.LogMessages(b, size*b.N, 16)
+			b.ResetTimer()
+			for i := range b.N {
+				if err := l.Append(context.Background(), msgs[i*size:(i+1)*size]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(size*b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
