@@ -88,7 +88,15 @@ func OpenConfig(ctx context.Context, cfg Config, log *slog.Logger) (*DB, error) 
 // Close closes every connection of the pool.
 func (db *DB) Close() { db.pool.Close() }
 
-// Pool returns the underlying pool, for health checks and tests.
+// Ping reports whether the database answers, for readiness checks.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", dbErr(err))
+	}
+	return nil
+}
+
+// Pool returns the underlying pool, for tests and tools.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 
 // Migrate applies the files of migrations/postgres that the database has not

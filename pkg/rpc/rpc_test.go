@@ -13,6 +13,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 
 	"github.com/chatd/chatd/pkg/chat"
 	"github.com/chatd/chatd/pkg/rpc"
@@ -568,5 +570,103 @@ func TestRun(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// flakyUsers answers EUNAVAILABLE to the first fails calls, then succeeds.
+type flakyUsers struct {
+	fakeUsers
+	mu    sync.Mutex
+	n     int
+	fails int
+}
+
+func (f *flakyUsers) attempt() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	if f.n <= f.fails {
+		return chat.Errorf(chat.EUNAVAILABLE, "database unavailable")
+	}
+	return nil
+}
+
+func (f *flakyUsers) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+func (f *flakyUsers) User(ctx context.Context, id chat.ID) (chat.User, error) {
+	if err := f.attempt(); err != nil {
+		return chat.User{}, err
+	}
+	return f.fakeUsers.User(ctx, id)
+}
+
+func (f *flakyUsers) Register(ctx context.Context, username, password, displayName, email string) (chat.User, error) {
+	if err := f.attempt(); err != nil {
+		return chat.User{}, err
+	}
+	return f.fakeUsers.Register(ctx, username, password, displayName, email)
+}
+
+// TestRetries: reads are retried on UNAVAILABLE, writes are not (a write
+// that reached the server may have taken effect).
+func TestRetries(t *testing.T) {
+	users := &flakyUsers{fakeUsers: fakeUsers{user: alice}, fails: 2}
+	lis := listen(t)
+	serve(t, lis, users, nil, nil)
+	u := dial(t, lis.Addr().String(), rpc.ClientConfig{}).Users()
+
+	got, err := u.User(context.Background(), 1)
+	check(t, "read after retries", []any{got, err}, []any{alice, nil})
+	check(t, "read attempts", users.count(), 3)
+
+	users.mu.Lock()
+	users.n, users.fails = 0, 1
+	users.mu.Unlock()
+	_, err = u.Register(context.Background(), "bob", "password", "", "")
+	check(t, "write error", chat.AsError(err), chat.Errorf(chat.EUNAVAILABLE, "database unavailable"))
+	check(t, "write attempts", users.count(), 1)
+
+	// Retries are bounded: a read that keeps failing returns the server's
+	// error, unchanged.
+	users.mu.Lock()
+	users.n, users.fails = 0, 100
+	users.mu.Unlock()
+	_, err = u.User(context.Background(), 1)
+	check(t, "persistent error", chat.AsError(err), chat.Errorf(chat.EUNAVAILABLE, "database unavailable"))
+	check(t, "bounded attempts", users.count(), 4)
+}
+
+// TestRoundRobin: with several instances of a role behind one name, calls
+// are spread over all of them.
+func TestRoundRobin(t *testing.T) {
+	const n = 3
+	fakes := make([]*fakeUsers, n)
+	var addrs []resolver.Address
+	for i := range fakes {
+		fakes[i] = &fakeUsers{user: chat.User{ID: chat.ID(i + 1)}}
+		lis := listen(t)
+		serve(t, lis, fakes[i], nil, nil)
+		addrs = append(addrs, resolver.Address{Addr: lis.Addr().String()})
+	}
+	// A manual resolver stands in for DNS answering with several addresses.
+	r := manual.NewBuilderWithScheme("chatdtest")
+	r.InitialState(resolver.State{Addresses: addrs})
+	resolver.Register(r)
+
+	u := dial(t, "chatdtest:///users", rpc.ClientConfig{}).Users()
+	seen := map[chat.ID]int{}
+	for range 30 {
+		got, err := u.User(context.Background(), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[got.ID]++
+	}
+	if len(seen) != n {
+		t.Fatalf("calls reached %d of %d instances: %v", len(seen), n, seen)
 	}
 }
