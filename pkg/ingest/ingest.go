@@ -1,0 +1,455 @@
+// Package ingest is the ingest role: it takes send requests off NATS,
+// stamps them with IDs, appends them durably to the message log, acks the
+// sender and fans the message out to the room.
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chatd/chatd/pkg/chat"
+)
+
+// NonceCache remembers which client nonces were stored (pkg/redis).
+type NonceCache interface {
+	// ClaimNonces claims (UserID, Nonce) for each message with a nonce;
+	// result[i] is nil if msgs[i] may be stored (claimed now, or no nonce),
+	// else the message first stored with that nonce.
+	ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.Duration) ([]*chat.Message, error)
+	// ReleaseNonces undoes claims after a failed append, so the client's
+	// retry with the same nonce is stored.
+	ReleaseNonces(ctx context.Context, msgs []chat.Message) error
+}
+
+// RecentCache keeps each room's last acknowledged messages, so reads can
+// include what the store has not caught up with (pkg/redis).
+type RecentCache interface {
+	AddRecent(ctx context.Context, msgs []chat.Message) error
+}
+
+// Config tunes the ingest server. Zero values take the defaults.
+type Config struct {
+	// Buffer is how many requests may wait for the batcher; when it is
+	// full, new requests are refused at once. Default 8192.
+	Buffer int
+	// MaxBatch is the most requests appended in one Log.Append. Default 512.
+	MaxBatch int
+	// NonceTTL is how long a nonce is remembered (API.md: 10 minutes).
+	NonceTTL time.Duration
+	// AppendTimeout bounds one batch's nonce claim, append and cache
+	// update. Default 10 s.
+	AppendTimeout time.Duration
+	// MaxRequestBytes refuses bigger request payloads before decoding.
+	// Default 64 KiB, well above a 4,000-character body.
+	MaxRequestBytes int
+}
+
+func (c *Config) setDefaults() {
+	if c.Buffer <= 0 {
+		c.Buffer = 8192
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 512
+	}
+	if c.NonceTTL <= 0 {
+		c.NonceTTL = 10 * time.Minute
+	}
+	if c.AppendTimeout <= 0 {
+		c.AppendTimeout = 10 * time.Second
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 64 << 10
+	}
+}
+
+// Deps are the ingest server's collaborators. Nonces and Recent may be nil
+// (no deduplication, no recent window).
+type Deps struct {
+	NC     *nats.Conn
+	Log    chat.Log
+	IDs    *chat.IDGen
+	Nonces NonceCache
+	Recent RecentCache
+}
+
+// Stats are the server's counters, for metrics.
+type Stats struct {
+	Received     int64 // requests taken into the buffer
+	Appended     int64 // messages durably appended and acked
+	Duplicates   int64 // requests answered with an earlier message of the same nonce
+	RejectedBusy int64 // requests refused because the buffer was full
+	Invalid      int64 // malformed requests
+	Failed       int64 // requests answered unavailable after a failed append
+	BufferLen    int   // requests waiting now
+}
+
+type request struct {
+	req   chat.SendRequest
+	reply string
+}
+
+// Server is the ingest role.
+type Server struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	buf  chan request
+
+	received, appended, duplicates atomic.Int64
+	rejectedBusy, invalid, failed  atomic.Int64
+}
+
+// NewServer returns an ingest server; Run starts it.
+func NewServer(cfg Config, deps Deps, log *slog.Logger) *Server {
+	cfg.setDefaults()
+	return &Server{cfg: cfg, deps: deps, log: log.With("role", "ingest"), buf: make(chan request, cfg.Buffer)}
+}
+
+// BufferLen returns how many requests wait for the batcher.
+func (s *Server) BufferLen() int { return len(s.buf) }
+
+// Stats returns the counters.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Received: s.received.Load(), Appended: s.appended.Load(), Duplicates: s.duplicates.Load(),
+		RejectedBusy: s.rejectedBusy.Load(), Invalid: s.invalid.Load(), Failed: s.failed.Load(),
+		BufferLen: len(s.buf),
+	}
+}
+
+// Run serves requests until ctx ends, then stops taking new ones, finishes
+// the buffered ones and returns.
+func (s *Server) Run(ctx context.Context) error {
+	sub, err := s.deps.NC.QueueSubscribe(chat.SubjectIngest, chat.QueueIngest, s.onRequest)
+	if err != nil {
+		return fmt.Errorf("subscribe %s: %w", chat.SubjectIngest, err)
+	}
+	// Make sure the server knows the subscription before we report ready
+	// by running: a request sent right after must find a responder.
+	if err := s.deps.NC.Flush(); err != nil {
+		_ = sub.Unsubscribe()
+		return fmt.Errorf("subscribe %s: %w", chat.SubjectIngest, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.batcher()
+	}()
+	<-ctx.Done()
+	// Drain: the server stops sending us requests, and the callback runs
+	// for those already delivered, so none is left unanswered.
+	if err := sub.Drain(); err != nil {
+		s.log.Warn("drain ingest subscription", "err", err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); sub.IsValid() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// No callback can push any more: let the batcher finish the buffer.
+	close(s.buf)
+	<-done
+	return nil
+}
+
+// onRequest runs on the subscription's goroutine and must never block:
+// a slow append would otherwise stall delivery of every request.
+func (s *Server) onRequest(m *nats.Msg) {
+	if m.Reply == "" {
+		return // not a request: no one to answer, nothing promised
+	}
+	if len(m.Data) > s.cfg.MaxRequestBytes {
+		s.invalid.Add(1)
+		s.respondErr(m.Reply, chat.Errorf(chat.EINVALID, "request too large"))
+		return
+	}
+	// encoding/json would turn invalid UTF-8 into U+FFFD and store a body
+	// the client never sent; API.md refuses it instead.
+	var r chat.SendRequest
+	if !utf8.Valid(m.Data) {
+		s.invalid.Add(1)
+		s.respondErr(m.Reply, chat.Errorf(chat.EINVALID, "request must be valid UTF-8"))
+		return
+	}
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		s.invalid.Add(1)
+		s.respondErr(m.Reply, chat.Errorf(chat.EINVALID, "malformed send request"))
+		return
+	}
+	if err := validate(r); err != nil {
+		s.invalid.Add(1)
+		s.respondErr(m.Reply, err)
+		return
+	}
+	select {
+	case s.buf <- request{req: r, reply: m.Reply}:
+		s.received.Add(1)
+	default:
+		s.rejectedBusy.Add(1)
+		s.respondErr(m.Reply, chat.Errorf(chat.EUNAVAILABLE, "server busy, retry"))
+	}
+}
+
+// validate re-checks what the gateway checked: ingest is reachable by any
+// NATS client, and a bad entry in the log is costly.
+func validate(r chat.SendRequest) error {
+	if r.RoomID <= 0 || r.UserID <= 0 {
+		return chat.Errorf(chat.EINVALID, "room_id and user_id are required")
+	}
+	if err := chat.ValidateBody(r.Body); err != nil {
+		return err
+	}
+	if len(r.Username) > chat.MaxUsernameLen {
+		return chat.Errorf(chat.EINVALID, "invalid username")
+	}
+	return chat.ValidateNonce(r.Nonce)
+}
+
+func (s *Server) batcher() {
+	batch := make([]request, 0, s.cfg.MaxBatch)
+	for r := range s.buf {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case r, ok := <-s.buf:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.process(batch)
+	}
+}
+
+// process stores one batch and answers its requests. It does not use Run's
+// context: buffered requests are finished after shutdown starts.
+func (s *Server) process(batch []request) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AppendTimeout)
+	defer cancel()
+
+	msgs := make([]chat.Message, len(batch))
+	for i, r := range batch {
+		id, at := s.deps.IDs.Next()
+		msgs[i] = chat.Message{ID: id, RoomID: r.req.RoomID, UserID: r.req.UserID, Username: r.req.Username,
+			Body: r.req.Body, CreatedAt: at, Nonce: r.req.Nonce}
+	}
+
+	// answer[i] is what request i gets: its own message, or for a
+	// repeated nonce the first message stored with it.
+	answer := make([]*chat.Message, len(batch))
+	// A nonce repeated inside the batch (a client retrying fast) is a
+	// duplicate of its first occurrence here, whatever the cache does.
+	type key struct {
+		user  chat.ID
+		nonce string
+	}
+	firstInBatch := map[key]int{}
+	dupOf := map[int]int{}
+	fresh := make([]int, 0, len(batch)) // indexes of messages to claim and append
+	for i, m := range msgs {
+		if m.Nonce != "" {
+			k := key{m.UserID, m.Nonce}
+			if j, ok := firstInBatch[k]; ok {
+				dupOf[i] = j
+				continue
+			}
+			firstInBatch[k] = i
+		}
+		fresh = append(fresh, i)
+	}
+	toClaim := make([]chat.Message, len(fresh))
+	for k, i := range fresh {
+		toClaim[k] = msgs[i]
+	}
+
+	var prior []*chat.Message
+	if s.deps.Nonces != nil {
+		var err error
+		prior, err = s.deps.Nonces.ClaimNonces(ctx, toClaim, s.cfg.NonceTTL)
+		if err != nil {
+			// Without the claim a retried send could be stored twice;
+			// refusing lets the client retry safely.
+			s.log.Error("claim nonces failed", "err", err, "requests", len(batch))
+			s.failAll(batch, chat.Errorf(chat.EUNAVAILABLE, "message not stored; retry with the same nonce"))
+			return
+		}
+	}
+	toAppend := make([]chat.Message, 0, len(fresh))
+	appendIdx := make([]int, 0, len(fresh))
+	for k, i := range fresh {
+		if prior != nil && prior[k] != nil {
+			answer[i] = prior[k]
+			continue
+		}
+		answer[i] = &msgs[i]
+		toAppend = append(toAppend, msgs[i])
+		appendIdx = append(appendIdx, i)
+	}
+	for i, j := range dupOf {
+		answer[i] = answer[j]
+	}
+	own := make(map[*chat.Message]bool, len(appendIdx))
+	for _, i := range appendIdx {
+		own[&msgs[i]] = true
+	}
+
+	if err := s.deps.Log.Append(ctx, toAppend); err != nil {
+		s.log.Error("append failed", "err", err, "messages", len(toAppend))
+		if s.deps.Nonces != nil {
+			// A fresh context: ctx may be what just expired.
+			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := s.deps.Nonces.ReleaseNonces(rctx, toAppend); err != nil {
+				// The claims expire with their TTL; until then a retry is
+				// answered with a message that was never stored.
+				s.log.Error("release nonces failed", "err", err)
+			}
+			rcancel()
+		}
+		failErr := chat.Errorf(chat.EUNAVAILABLE, "message not stored; retry with the same nonce")
+		for i, r := range batch {
+			if !own[answer[i]] {
+				// Answered from the cache: stored by an earlier send.
+				s.duplicates.Add(1)
+				s.respondMsg(r.reply, encodeMessage(s.log, *answer[i]))
+				continue
+			}
+			s.failed.Add(1)
+			s.respondErr(r.reply, failErr)
+		}
+		return
+	}
+	s.appended.Add(int64(len(toAppend)))
+	if s.deps.Recent != nil && len(toAppend) > 0 {
+		if err := s.deps.Recent.AddRecent(ctx, toAppend); err != nil {
+			// The message is durable; only a read racing the store misses
+			// it for a moment. Failing the send now would make the client
+			// resend a stored message.
+			s.log.Warn("add recent failed", "err", err)
+		}
+	}
+
+	// Encode each stored message once: its JSON goes into the sender's
+	// reply and the fanout frame alike.
+	encoded := make(map[*chat.Message][]byte, len(batch))
+	for i, r := range batch {
+		p := answer[i]
+		b, ok := encoded[p]
+		if !ok {
+			b = encodeMessage(s.log, *p)
+			encoded[p] = b
+		}
+		if p != &msgs[i] {
+			s.duplicates.Add(1)
+		}
+		s.respondMsg(r.reply, b)
+	}
+	for _, i := range appendIdx {
+		m := &msgs[i]
+		b := encoded[m]
+		frame := make([]byte, 0, len(b)+32)
+		frame = append(frame, `{"type":"message","message":`...)
+		frame = append(frame, b...)
+		frame = append(frame, '}')
+		out := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Data: frame, Header: nats.Header{}}
+		out.Header.Set(chat.HeaderType, "message")
+		out.Header.Set(chat.HeaderUser, m.UserID.String())
+		if err := s.deps.NC.PublishMsg(out); err != nil {
+			// The message is stored and acked; live clients will get it
+			// on their next join with since.
+			s.log.Warn("fanout publish failed", "err", err, "room_id", m.RoomID)
+		}
+	}
+}
+
+func (s *Server) failAll(batch []request, err error) {
+	for _, r := range batch {
+		s.failed.Add(1)
+		s.respondErr(r.reply, err)
+	}
+}
+
+func encodeMessage(log *slog.Logger, m chat.Message) []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		// Cannot happen for a chat.Message; answer something decodable.
+		log.Error("encode message", "err", err)
+		return []byte("null")
+	}
+	return b
+}
+
+func (s *Server) respondMsg(reply string, msgJSON []byte) {
+	b := make([]byte, 0, len(msgJSON)+16)
+	b = append(b, `{"message":`...)
+	b = append(b, msgJSON...)
+	b = append(b, '}')
+	if err := s.deps.NC.Publish(reply, b); err != nil {
+		s.log.Warn("reply failed", "err", err)
+	}
+}
+
+func (s *Server) respondErr(reply string, err error) {
+	b, _ := json.Marshal(chat.IngestReply{Error: chat.ToWire(err)})
+	if err := s.deps.NC.Publish(reply, b); err != nil {
+		s.log.Warn("reply failed", "err", err)
+	}
+}
+
+// Client sends messages to the ingest role over NATS.
+type Client struct {
+	nc      *nats.Conn
+	timeout time.Duration
+}
+
+var _ chat.Sender = (*Client)(nil)
+
+// NewClient returns a chat.Sender that asks the ingest role on nc. timeout
+// bounds each send (default 5 s) when ctx has no earlier deadline.
+func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return &Client{nc: nc, timeout: timeout}
+}
+
+// Send returns once the message is durably in the log, or the message first
+// stored with the same nonce.
+func (c *Client) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return chat.Message{}, fmt.Errorf("encode send request: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	resp, err := c.nc.RequestWithContext(ctx, chat.SubjectIngest, data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return chat.Message{}, chat.Errorf(chat.EUNAVAILABLE, "no ingest available")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
+		// It may still be stored: only a retry with the same nonce is safe.
+		return chat.Message{}, chat.Errorf(chat.EUNAVAILABLE, "not acknowledged; retry with the same nonce")
+	case err != nil:
+		return chat.Message{}, fmt.Errorf("ingest request: %w", err)
+	}
+	var rep chat.IngestReply
+	if err := json.Unmarshal(resp.Data, &rep); err != nil {
+		return chat.Message{}, fmt.Errorf("decode ingest reply: %w", err)
+	}
+	if rep.Error != nil {
+		return chat.Message{}, rep.Error.Err()
+	}
+	if rep.Message == nil {
+		return chat.Message{}, errors.New("ingest reply without message")
+	}
+	return *rep.Message, nil
+}

@@ -1,0 +1,530 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/ingest"
+	"github.com/chatd/chatd/pkg/jetstream"
+	"github.com/chatd/chatd/pkg/natsbus"
+)
+
+// memNonces is an in-memory NonceCache with the semantics of pkg/redis.
+type memNonces struct {
+	mu sync.Mutex
+	m  map[string]chat.Message
+}
+
+func newMemNonces() *memNonces { return &memNonces{m: map[string]chat.Message{}} }
+
+func nonceKey(m chat.Message) string { return m.UserID.String() + "/" + m.Nonce }
+
+func (c *memNonces) ClaimNonces(_ context.Context, msgs []chat.Message, _ time.Duration) ([]*chat.Message, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*chat.Message, len(msgs))
+	for i, m := range msgs {
+		if m.Nonce == "" {
+			continue
+		}
+		if first, ok := c.m[nonceKey(m)]; ok {
+			out[i] = &first
+			continue
+		}
+		c.m[nonceKey(m)] = m
+	}
+	return out, nil
+}
+
+func (c *memNonces) ReleaseNonces(_ context.Context, msgs []chat.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range msgs {
+		delete(c.m, nonceKey(m))
+	}
+	return nil
+}
+
+func (c *memNonces) claimed(user chat.ID, nonce string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.m[user.String()+"/"+nonce]
+	return ok
+}
+
+type memRecent struct {
+	mu   sync.Mutex
+	msgs []chat.Message
+}
+
+func (r *memRecent) AddRecent(_ context.Context, msgs []chat.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+// gateLog wraps a log: Append waits while the gate is closed and fails
+// while fail > 0.
+type gateLog struct {
+	chat.Log
+	mu   sync.Mutex
+	gate chan struct{} // nil: open
+	fail atomic.Int32
+}
+
+func (g *gateLog) close() {
+	g.mu.Lock()
+	g.gate = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gateLog) open() {
+	g.mu.Lock()
+	if g.gate != nil {
+		close(g.gate)
+		g.gate = nil
+	}
+	g.mu.Unlock()
+}
+
+func (g *gateLog) Append(ctx context.Context, msgs []chat.Message) error {
+	g.mu.Lock()
+	gate := g.gate
+	g.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	if g.fail.Add(-1) >= 0 {
+		return errors.New("disk on fire at /var/lib/secret")
+	}
+	return g.Log.Append(ctx, msgs)
+}
+
+type env struct {
+	embedded *natsbus.Embedded
+	log      *jetstream.Log
+	glog     *gateLog
+	nonces   *memNonces
+	recent   *memRecent
+	ids      *chat.IDGen
+}
+
+func logger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError + 1}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) { w.tb.Log(string(p)); return len(p), nil }
+
+func newEnv(tb testing.TB) *env {
+	tb.Helper()
+	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{StoreDir: tb.TempDir()}, logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Shutdown(); e.WaitForShutdown() })
+	nc := connect(tb, e)
+	l, err := jetstream.NewLog(context.Background(), nc, jetstream.LogConfig{}, logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ids, _ := chat.NewIDGen(3)
+	gl := &gateLog{Log: l}
+	gl.fail.Store(0)
+	return &env{embedded: e, log: l, glog: gl, nonces: newMemNonces(), recent: &memRecent{}, ids: ids}
+}
+
+func connect(tb testing.TB, e *natsbus.Embedded) *nats.Conn {
+	tb.Helper()
+	nc, err := natsbus.Connect(context.Background(), natsbus.ConnectConfig{Embedded: e, Name: tb.Name()}, logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
+}
+
+// start runs an ingest server on its own connection until the test ends.
+// stop cancels it and returns Run's result; it may be called more than once.
+func (e *env) start(tb testing.TB, cfg ingest.Config) (s *ingest.Server, stop func() error) {
+	tb.Helper()
+	s = ingest.NewServer(cfg, ingest.Deps{NC: connect(tb, e.embedded), Log: e.glog, IDs: e.ids, Nonces: e.nonces, Recent: e.recent}, logger(tb))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(60 * time.Second):
+				runErr = errors.New("ingest did not stop")
+			}
+		})
+		return runErr
+	}
+	tb.Cleanup(func() {
+		e.glog.open()
+		if err := stop(); err != nil {
+			tb.Errorf("run: %v", err)
+		}
+	})
+	// Run subscribes asynchronously: wait until a request finds it.
+	nc := connect(tb, e.embedded)
+	poll(tb, "ingest to subscribe", func() bool {
+		_, err := nc.Request(chat.SubjectIngest, []byte("x"), time.Second)
+		return err == nil
+	})
+	return s, stop
+}
+
+func poll(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (e *env) client(tb testing.TB, timeout time.Duration) *ingest.Client {
+	return ingest.NewClient(connect(tb, e.embedded), timeout)
+}
+
+func req(room, user int, body, nonce string) chat.SendRequest {
+	return chat.SendRequest{RoomID: chat.ID(room), UserID: chat.ID(user), Username: fmt.Sprintf("user%d", user), Body: body, Nonce: nonce}
+}
+
+func storedCount(tb testing.TB, l chat.Log) int64 {
+	tb.Helper()
+	n, err := l.Lag(context.Background(), "never-consumed")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+func TestSendEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, ingest.Config{})
+	c := e.client(t, 0)
+	watch := connect(t, e.embedded)
+	frames, err := watch.SubscribeSync(chat.SubjectRoomPrefix + ">")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := watch.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var last chat.ID
+	var sent []chat.Message
+	for i := range 20 {
+		body := fmt.Sprintf("  hello %d <script>&amp; ünï 🎉\t\"quoted\" \\ ", i)
+		m, err := c.Send(context.Background(), req(100+i%2, 7, body, fmt.Sprintf("n-%d", i)))
+		if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if m.ID <= last {
+			t.Fatalf("send %d: id %d not above %d", i, m.ID, last)
+		}
+		last = m.ID
+		if m.Body != body || m.RoomID != chat.ID(100+i%2) || m.UserID != 7 || m.Username != "user7" || m.CreatedAt.IsZero() {
+			t.Fatalf("send %d: got %+v", i, m)
+		}
+		sent = append(sent, m)
+	}
+	for i, m := range sent {
+		f, err := frames.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+		if f.Subject != chat.RoomSubject(m.RoomID) || f.Header.Get(chat.HeaderType) != "message" || f.Header.Get(chat.HeaderUser) != "7" {
+			t.Fatalf("frame %d: subject %s headers %v", i, f.Subject, f.Header)
+		}
+		mj, _ := json.Marshal(m)
+		if want := `{"type":"message","message":` + string(mj) + `}`; string(f.Data) != want {
+			t.Fatalf("frame %d:\n got %s\nwant %s", i, f.Data, want)
+		}
+	}
+	if n := storedCount(t, e.log); n != 20 {
+		t.Fatalf("log holds %d messages, want 20", n)
+	}
+	e.recent.mu.Lock()
+	defer e.recent.mu.Unlock()
+	if len(e.recent.msgs) != 20 {
+		t.Fatalf("recent holds %d, want 20", len(e.recent.msgs))
+	}
+}
+
+func TestDuplicateNonce(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, ingest.Config{})
+	c := e.client(t, 0)
+	watch := connect(t, e.embedded)
+	frames, _ := watch.SubscribeSync(chat.RoomSubject(5))
+	_ = watch.Flush()
+
+	first, err := c.Send(context.Background(), req(5, 1, "once", "same"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sequential retries and a burst of concurrent ones, which land in one
+	// batch together.
+	var wg sync.WaitGroup
+	ids := make([]chat.ID, 20)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := c.Send(context.Background(), req(5, 1, "once", "same"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = m.ID
+		}()
+	}
+	wg.Wait()
+	for i, id := range ids {
+		if id != first.ID {
+			t.Fatalf("retry %d: id %d, want %d", i, id, first.ID)
+		}
+	}
+	// The same nonce from another user is another message.
+	other, err := c.Send(context.Background(), req(5, 2, "once", "same"))
+	if err != nil || other.ID == first.ID {
+		t.Fatalf("other user: %v, %v", other.ID, err)
+	}
+	// Concurrent first sends of a new nonce: one message for all.
+	got := map[chat.ID]int{}
+	var mu sync.Mutex
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := c.Send(context.Background(), req(5, 3, "burst", "fresh"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			got[m.ID]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if len(got) != 1 {
+		t.Fatalf("concurrent sends with one nonce stored %d messages: %v", len(got), got)
+	}
+	if n := storedCount(t, e.log); n != 3 {
+		t.Fatalf("log holds %d messages, want 3", n)
+	}
+	for i := range 3 {
+		if _, err := frames.NextMsg(30 * time.Second); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	if f, err := frames.NextMsg(200 * time.Millisecond); err == nil {
+		t.Fatalf("duplicate fanned out again: %s", f.Data)
+	}
+}
+
+func TestTwoServersOneQueueGroup(t *testing.T) {
+	e := newEnv(t)
+	s1, _ := e.start(t, ingest.Config{})
+	s2, _ := e.start(t, ingest.Config{})
+	c := e.client(t, 30*time.Second)
+	before := s1.Stats().Received + s2.Stats().Received
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Send(context.Background(), req(1+i%4, 9, "q", fmt.Sprintf("n%d", i))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := storedCount(t, e.log); n != 300 {
+		t.Fatalf("log holds %d messages, want 300", n)
+	}
+	if got := s1.Stats().Received + s2.Stats().Received - before; got != 300 {
+		t.Fatalf("servers received %d requests together, want 300", got)
+	}
+}
+
+func TestBufferFullIsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	s, _ := e.start(t, ingest.Config{Buffer: 2, MaxBatch: 1})
+	e.glog.close()
+	c := e.client(t, 60*time.Second)
+	const n = 10
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", i)))
+			errs <- err
+		}()
+	}
+	// One request is in Append, two wait in the buffer; the rest must be
+	// refused at once, not queued.
+	busy := 0
+	for busy < n-3 {
+		err := <-errs
+		if err == nil {
+			t.Fatal("a send succeeded while the log was blocked")
+		}
+		if chat.ErrorCode(err) != chat.EUNAVAILABLE || chat.ErrorMessage(err) != "server busy, retry" {
+			t.Fatalf("got %v, want busy", err)
+		}
+		busy++
+	}
+	if got := s.Stats().RejectedBusy; got != n-3 {
+		t.Fatalf("rejected_busy %d, want %d", got, n-3)
+	}
+	if s.BufferLen() != 2 {
+		t.Fatalf("buffer length %d, want 2", s.BufferLen())
+	}
+	e.glog.open()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatalf("buffered send: %v", err)
+		}
+	}
+}
+
+func TestNoIngestIsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	_, err := e.client(t, 0).Send(context.Background(), req(1, 1, "x", ""))
+	if chat.ErrorCode(err) != chat.EUNAVAILABLE || chat.ErrorMessage(err) != "no ingest available" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAckTimeoutIsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, ingest.Config{})
+	e.glog.close()
+	_, err := e.client(t, 200*time.Millisecond).Send(context.Background(), req(1, 1, "x", "n"))
+	if chat.ErrorCode(err) != chat.EUNAVAILABLE || !strings.Contains(chat.ErrorMessage(err), "same nonce") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAppendFailureReleasesNonce(t *testing.T) {
+	e := newEnv(t)
+	e.start(t, ingest.Config{})
+	c := e.client(t, 0)
+	e.glog.fail.Store(1)
+	_, err := c.Send(context.Background(), req(1, 4, "x", "retry-me"))
+	if chat.ErrorCode(err) != chat.EUNAVAILABLE {
+		t.Fatalf("got %v, want unavailable", err)
+	}
+	if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "fire") {
+		t.Fatalf("internal error text reached the client: %v", err)
+	}
+	if e.nonces.claimed(4, "retry-me") {
+		t.Fatal("nonce still claimed after a failed append")
+	}
+	m, err := c.Send(context.Background(), req(1, 4, "x", "retry-me"))
+	if err != nil || m.Body != "x" {
+		t.Fatalf("retry: %+v, %v", m, err)
+	}
+	if n := storedCount(t, e.log); n != 1 {
+		t.Fatalf("log holds %d, want 1", n)
+	}
+}
+
+func TestHostilePayloads(t *testing.T) {
+	e := newEnv(t)
+	s, _ := e.start(t, ingest.Config{})
+	nc := connect(t, e.embedded)
+	huge := `{"room_id":"1","user_id":"1","body":"` + strings.Repeat("a", 200<<10) + `"}`
+	for name, payload := range map[string]string{
+		"not json":      "hello",
+		"truncated":     `{"room_id":"1",`,
+		"array":         `[1,2,3]`,
+		"null":          `null`,
+		"empty":         ``,
+		"wrong types":   `{"room_id":{},"user_id":[],"body":5}`,
+		"negative id":   `{"room_id":"-5","user_id":"1","body":"x"}`,
+		"no room":       `{"user_id":"1","body":"x"}`,
+		"empty body":    `{"room_id":"1","user_id":"1","body":"   "}`,
+		"bad utf8":      "{\"room_id\":\"1\",\"user_id\":\"1\",\"body\":\"\xff\xfe\"}",
+		"nonce control": `{"room_id":"1","user_id":"1","body":"x","nonce":"a\u0001b"}`,
+		"huge":          huge,
+	} {
+		resp, err := nc.Request(chat.SubjectIngest, []byte(payload), 30*time.Second)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var rep chat.IngestReply
+		if err := json.Unmarshal(resp.Data, &rep); err != nil || rep.Error == nil || rep.Error.Code != chat.EINVALID || rep.Message != nil {
+			t.Fatalf("%s: reply %s (%v), want invalid", name, resp.Data, err)
+		}
+	}
+	if _, err := e.client(t, 0).Send(context.Background(), req(1, 1, "still here", "")); err != nil {
+		t.Fatalf("server stopped serving after hostile payloads: %v", err)
+	}
+	if n := storedCount(t, e.log); n != 1 {
+		t.Fatalf("log holds %d, want 1", n)
+	}
+	if s.Stats().Invalid < 12 {
+		t.Fatalf("invalid counter %d", s.Stats().Invalid)
+	}
+}
+
+func TestShutdownFinishesBuffered(t *testing.T) {
+	e := newEnv(t)
+	s, stop := e.start(t, ingest.Config{MaxBatch: 2})
+	e.glog.close()
+	c := e.client(t, 60*time.Second)
+	errs := make(chan error, 10)
+	for i := range 10 {
+		go func() {
+			_, err := c.Send(context.Background(), req(1, 1, "late", fmt.Sprintf("n%d", i)))
+			errs <- err
+		}()
+	}
+	poll(t, "requests to be buffered", func() bool { return s.Stats().Received == 10 })
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	// Give the drain a moment to begin before the log unblocks; the
+	// outcome must be the same either way.
+	time.Sleep(50 * time.Millisecond)
+	e.glog.open()
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatalf("buffered send during shutdown: %v", err)
+		}
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if n := storedCount(t, e.log); n != 10 {
+		t.Fatalf("log holds %d, want 10", n)
+	}
+	// Stopped: no one answers any more.
+	_, err := c.Send(context.Background(), req(1, 1, "after", ""))
+	if chat.ErrorCode(err) != chat.EUNAVAILABLE {
+		t.Fatalf("after shutdown: %v", err)
+	}
+}
