@@ -1,0 +1,168 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/chattest"
+	"github.com/chatd/chatd/pkg/jetstream"
+	"github.com/chatd/chatd/pkg/natsbus"
+	"github.com/chatd/chatd/pkg/worker"
+)
+
+func logger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+type tbWriter struct{ tb testing.TB }
+
+func (w tbWriter) Write(p []byte) (int, error) { w.tb.Log(string(p)); return len(p), nil }
+
+func newLog(tb testing.TB) *jetstream.Log {
+	tb.Helper()
+	e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{StoreDir: tb.TempDir()}, logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Shutdown(); e.WaitForShutdown() })
+	nc, err := natsbus.Connect(context.Background(), natsbus.ConnectConfig{Embedded: e}, logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	l, err := jetstream.NewLog(context.Background(), nc, jetstream.LogConfig{}, logger(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+// flakyWriter fails its first fails calls, then records what it writes.
+type flakyWriter struct {
+	mu    sync.Mutex
+	fails int
+	calls int
+	got   []chat.Message
+}
+
+func (w *flakyWriter) write(_ context.Context, msgs []chat.Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	if w.fails > 0 {
+		w.fails--
+		return errors.New("store down")
+	}
+	w.got = append(w.got, msgs...)
+	return nil
+}
+
+func (w *flakyWriter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.got)
+}
+
+func run(tb testing.TB, s *worker.Sink) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					tb.Errorf("run: %v", err)
+				}
+			case <-time.After(60 * time.Second):
+				tb.Error("sink did not stop")
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
+}
+
+func poll(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func checkRoomOrder(tb testing.TB, want, got []chat.Message) {
+	tb.Helper()
+	if len(got) != len(want) {
+		tb.Fatalf("wrote %d messages, want %d", len(got), len(want))
+	}
+	next := map[chat.ID][]chat.ID{}
+	for _, m := range want {
+		next[m.RoomID] = append(next[m.RoomID], m.ID)
+	}
+	for _, m := range got {
+		q := next[m.RoomID]
+		if len(q) == 0 || q[0] != m.ID {
+			tb.Fatalf("room %d: wrote %d out of order, skipped or twice", m.RoomID, m.ID)
+		}
+		next[m.RoomID] = q[1:]
+	}
+}
+
+func TestSinkRetriesUntilWritten(t *testing.T) {
+	l := newLog(t)
+	w := &flakyWriter{fails: 5}
+	s := worker.NewSink("store", "store", l, w.write, logger(t))
+	s.RetryMin, s.RetryMax = time.Millisecond, 20*time.Millisecond
+	run(t, s)
+	msgs := chattest.LogMessages(t, 1200, 6)
+	for i := 0; i < len(msgs); i += 200 {
+		if err := l.Append(context.Background(), msgs[i:i+200]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll(t, "every message written", func() bool { return w.count() >= len(msgs) })
+	poll(t, "lag 0", func() bool { n, err := s.Lag(context.Background()); return err == nil && n == 0 })
+	w.mu.Lock()
+	checkRoomOrder(t, msgs, w.got)
+	w.mu.Unlock()
+	st := s.Stats()
+	if st.Errors != 5 || st.Messages != int64(len(msgs)) || st.Batches == 0 || st.LastBatchSize == 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A sink stopped while its store is down commits nothing; the next one
+// writes everything.
+func TestSinkStoppedDuringOutageLosesNothing(t *testing.T) {
+	l := newLog(t)
+	down := &flakyWriter{fails: 1 << 30}
+	s1 := worker.NewSink("index", "index", l, down.write, logger(t))
+	s1.RetryMin, s1.RetryMax = time.Millisecond, 5*time.Millisecond
+	stop1 := run(t, s1)
+	msgs := chattest.LogMessages(t, 300, 3)
+	if err := l.Append(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, "failed writes", func() bool { return s1.Stats().Errors >= 3 })
+	stop1()
+
+	up := &flakyWriter{}
+	s2 := worker.NewSink("index", "index", l, up.write, logger(t))
+	run(t, s2)
+	poll(t, "every message written", func() bool { return up.count() >= len(msgs) })
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	checkRoomOrder(t, msgs, up.got)
+}
