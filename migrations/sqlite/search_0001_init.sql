@@ -18,8 +18,9 @@ CREATE INDEX messages_room_id ON messages (room_id, id);
 -- joined by spaces, and the ascii tokenizer splits that on the spaces alone
 -- (it treats every non-ASCII character as part of a word). So the index holds
 -- exactly the words chat.ParseSearch asks for and chat.Highlight marks, and
--- SQLite's own idea of Unicode words never disagrees with them. The prefix
--- indexes keep short prefix* queries from scanning the whole vocabulary.
+-- SQLite's own idea of Unicode words never disagrees with them. The rowid is
+-- the message ID, so a time range is a rowid range FTS5 applies itself. The
+-- prefix indexes keep short prefix* queries from scanning the vocabulary.
 CREATE VIRTUAL TABLE messages_fts USING fts5 (
 	words,
 	content = '',

@@ -184,8 +184,19 @@ func SearchIndex(t *testing.T, open func(t *testing.T) chat.SearchIndex) {
 			}
 		}
 
+		// A long room list (a user in many rooms) filters the same way.
+		many := []chat.ID{r2}
+		for range 200 {
+			many = append(many, nextID(g))
+		}
+		res, err := s.Search(ctx, chat.SearchQuery{Text: "quick", RoomIDs: many, Limit: 50})
+		noErr(t, "Search many rooms", err)
+		if got := hitIDs(res); len(got) != 1 || got[0] != msgs["xss"].ID || res.Total != 1 {
+			t.Fatalf("Search in 201 rooms = %v (total %d), want [%d]", got, res.Total, msgs["xss"].ID)
+		}
+
 		// The rooms the caller may read are given; none means nothing.
-		res, err := s.Search(ctx, chat.SearchQuery{Text: "quick", Limit: 50})
+		res, err = s.Search(ctx, chat.SearchQuery{Text: "quick", Limit: 50})
 		noErr(t, "Search no rooms", err)
 		if len(res.Hits) != 0 || res.Total != 0 {
 			t.Fatalf("Search without rooms: %d hits, total %d", len(res.Hits), res.Total)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/chatd/chatd/pkg/chat"
 )
@@ -35,8 +36,9 @@ func OpenMessages(ctx context.Context, path string, log *slog.Logger) (*Messages
 // Close closes the database.
 func (m *Messages) Close() error { return m.db.close() }
 
-// WriteMessages stores msgs in one transaction, so a batch costs one commit
-// (one WAL sync at most). A message whose (room, ID) is stored already is
+// WriteMessages stores msgs in one transaction, so a batch costs one commit,
+// with many rows per statement, since per-statement overhead dominates the
+// cost of small rows. A message whose (room, ID) is stored already is
 // skipped, which makes redelivery from the log harmless.
 func (m *Messages) WriteMessages(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
@@ -47,15 +49,8 @@ func (m *Messages) WriteMessages(ctx context.Context, msgs []chat.Message) error
 		return fmt.Errorf("write messages: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO messages
-		(room_id, id, user_id, username, body, created_at, nonce, edited_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("write messages: %w", err)
-	}
-	defer stmt.Close()
-	for _, msg := range msgs {
-		if _, err := stmt.ExecContext(ctx, int64(msg.RoomID), int64(msg.ID), int64(msg.UserID), msg.Username, msg.Body,
-			toNanos(msg.CreatedAt), msg.Nonce, toNullNanos(msg.EditedAt)); err != nil {
+	for chunk := range slices.Chunk(msgs, rowsPerInsert) {
+		if _, err := tx.ExecContext(ctx, insertMessages("room_id, id", len(chunk), ""), messageArgs(chunk, true)...); err != nil {
 			return fmt.Errorf("write messages: %w", err)
 		}
 	}
@@ -63,6 +58,40 @@ func (m *Messages) WriteMessages(ctx context.Context, msgs []chat.Message) error
 		return fmt.Errorf("write messages: %w", err)
 	}
 	return nil
+}
+
+// rowsPerInsert keeps a multi-row INSERT well under SQLite's limit of 32766
+// bound parameters.
+const rowsPerInsert = 200
+
+// insertMessages returns an INSERT OR IGNORE of n messages into a table
+// whose first columns are keyCols (in messageArgs' order), then suffix.
+func insertMessages(keyCols string, n int, suffix string) string {
+	var b strings.Builder
+	b.WriteString("INSERT OR IGNORE INTO messages (" + keyCols + ", user_id, username, body, created_at, nonce, edited_at) VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?,?,?,?,?,?,?,?)")
+	}
+	b.WriteString(suffix)
+	return b.String()
+}
+
+// messageArgs flattens msgs into insertMessages' parameters, the room
+// first when roomFirst (the message store's key order), else the ID.
+func messageArgs(msgs []chat.Message, roomFirst bool) []any {
+	args := make([]any, 0, 8*len(msgs))
+	for _, msg := range msgs {
+		if roomFirst {
+			args = append(args, int64(msg.RoomID), int64(msg.ID))
+		} else {
+			args = append(args, int64(msg.ID), int64(msg.RoomID))
+		}
+		args = append(args, int64(msg.UserID), msg.Username, msg.Body, toNanos(msg.CreatedAt), msg.Nonce, toNullNanos(msg.EditedAt))
+	}
+	return args
 }
 
 const messageCols = `id, room_id, user_id, username, body, created_at, nonce, edited_at`
@@ -102,7 +131,13 @@ func (m *Messages) MessagesAfter(ctx context.Context, roomID, after chat.ID, lim
 }
 
 func queryMessages(ctx context.Context, d *db, query string, args ...any) ([]chat.Message, error) {
-	rows, err := d.r.QueryContext(ctx, query, args...)
+	return queryMessagesTx(ctx, d.r, query, args...)
+}
+
+func queryMessagesTx(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]chat.Message, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -51,31 +52,41 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 		return fmt.Errorf("index messages: %w", err)
 	}
 	defer tx.Rollback()
-	ins, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO messages
-		(id, room_id, user_id, username, body, created_at, nonce, edited_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("index messages: %w", err)
+	byID := make(map[chat.ID]*chat.Message, len(msgs))
+	for i := range msgs {
+		byID[msgs[i].ID] = &msgs[i]
 	}
-	defer ins.Close()
-	fts, err := tx.PrepareContext(ctx, `INSERT INTO messages_fts (rowid, words) VALUES (?, ?)`)
-	if err != nil {
-		return fmt.Errorf("index messages: %w", err)
-	}
-	defer fts.Close()
-	for _, msg := range msgs {
-		res, err := ins.ExecContext(ctx, int64(msg.ID), int64(msg.RoomID), int64(msg.UserID), msg.Username, msg.Body,
-			toNanos(msg.CreatedAt), msg.Nonce, toNullNanos(msg.EditedAt))
+	for chunk := range slices.Chunk(msgs, rowsPerInsert) {
+		// RETURNING yields only the rows inserted, not the ignored ones,
+		// so only new messages reach the full-text index.
+		rows, err := tx.QueryContext(ctx, insertMessages("id, room_id", len(chunk), " RETURNING id"), messageArgs(chunk, false)...)
 		if err != nil {
 			return fmt.Errorf("index messages: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("index messages: %w", err)
-		} else if n == 0 {
-			continue // indexed already
+		var fresh []any
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return fmt.Errorf("index messages: %w", err)
+			}
+			m := byID[chat.ID(id)]
+			// The words joined by single spaces are what the ascii
+			// tokenizer splits back into exactly these words (see the
+			// migration).
+			fresh = append(fresh, id, strings.Join(chat.SearchWords(m.Body), " "))
 		}
-		// The words joined by single spaces are what the ascii tokenizer
-		// splits back into exactly these words (see the migration).
-		if _, err := fts.ExecContext(ctx, int64(msg.ID), strings.Join(chat.SearchWords(msg.Body), " ")); err != nil {
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("index messages: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("index messages: %w", err)
+		}
+		if len(fresh) == 0 {
+			continue
+		}
+		q := "INSERT INTO messages_fts (rowid, words) VALUES " + strings.Repeat("(?,?),", len(fresh)/2)
+		if _, err := tx.ExecContext(ctx, q[:len(q)-1], fresh...); err != nil {
 			return fmt.Errorf("index messages: %w", err)
 		}
 	}
@@ -168,43 +179,69 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	}
 	lo, hi := idRange(q.From, q.To)
 	hi = min(hi, upTo+1)
-	rooms := make([]string, len(q.RoomIDs))
-	for i, id := range q.RoomIDs {
-		rooms[i] = strconv.FormatInt(int64(id), 10)
+	rooms := uniqueIDs(q.RoomIDs)
+	ids := make([]string, len(rooms))
+	for i, id := range rooms {
+		ids[i] = strconv.FormatInt(int64(id), 10)
 	}
 	// The room list goes in as one JSON array parameter, so any number of
-	// rooms is one bound value and never SQL text.
-	where := `messages_fts MATCH ? AND m.room_id IN (SELECT value FROM json_each(?)) AND m.id >= ? AND m.id < ?`
-	args := []any{matchExpr(terms), "[" + strings.Join(rooms, ",") + "]", lo, hi}
+	// rooms is one bound value and never SQL text. (Room and user tokens in
+	// the full-text index were measured slower: FTS5 steps every branch of
+	// an OR of rooms for each match.)
+	from := ` FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
+		WHERE messages_fts MATCH ? AND messages_fts.rowid >= ? AND messages_fts.rowid < ?
+		AND m.room_id IN (SELECT value FROM json_each(?))`
+	args := []any{matchExpr(terms), lo, hi, "[" + strings.Join(ids, ",") + "]"}
 	if q.UserID != 0 {
-		where += ` AND m.user_id = ?`
+		from += ` AND m.user_id = ?`
 		args = append(args, int64(q.UserID))
 	}
-	from := ` FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid WHERE `
-	if err := tx.QueryRowContext(ctx, `SELECT count(*)`+from+where, args...).Scan(&res.Total); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*)`+from, args...).Scan(&res.Total); err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
 	}
 	if offset >= res.Total {
 		return res, nil
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT m.id, m.room_id, m.user_id, m.username, m.body, m.created_at, m.nonce, m.edited_at`+
-		from+where+` ORDER BY bm25(messages_fts), m.id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	// Rank by ID alone and read only the page's messages, so the sort does
+	// not carry every matching body.
+	rows, err := tx.QueryContext(ctx, `SELECT messages_fts.rowid`+from+
+		` ORDER BY bm25(messages_fts), messages_fts.rowid DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
-	defer rows.Close()
+	var page []string
 	for rows.Next() {
-		msg, err := scanMessage(rows)
-		if err != nil {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
 			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 		}
-		res.Hits = append(res.Hits, chat.SearchHit{Message: msg, Highlight: chat.Highlight(msg.Body, terms)})
+		page = append(page, strconv.FormatInt(id, 10))
+	}
+	if err := rows.Close(); err != nil {
+		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
 	if err := rows.Err(); err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
-	next := offset + int64(len(res.Hits))
-	if next < res.Total && next <= maxSearchOffset && len(res.Hits) > 0 {
+	msgs, err := queryMessagesTx(ctx, tx, `SELECT `+messageCols+` FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
+		"["+strings.Join(page, ",")+"]")
+	if err != nil {
+		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	byID := make(map[string]chat.Message, len(msgs))
+	for _, m := range msgs {
+		byID[m.ID.String()] = m
+	}
+	for _, id := range page {
+		m, ok := byID[id]
+		if !ok {
+			continue
+		}
+		res.Hits = append(res.Hits, chat.SearchHit{Message: m, Highlight: chat.Highlight(m.Body, terms)})
+	}
+	next := offset + int64(len(page))
+	if next < res.Total && next <= maxSearchOffset && len(page) > 0 {
 		res.NextCursor = encodeCursor("s", next, upTo)
 	}
 	return res, nil
@@ -261,4 +298,10 @@ func decodeCursor(c, kind string, n int) ([]int64, error) {
 		vals[i] = v
 	}
 	return vals, nil
+}
+
+func uniqueIDs(ids []chat.ID) []chat.ID {
+	out := slices.Clone(ids)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
