@@ -138,7 +138,7 @@ maven_fetch() {
   log "downloading $name jars with Maven into $dest"
   rm -rf "$dest"; mkdir -p "$dest"
   local mlog="$TS_LOG_DIR/maven-$name.log"
-  if ! mvn -B -q -f "$pom" dependency:copy-dependencies \
+  if ! mvn -B -q -Daether.connector.basic.threads=16 -f "$pom" dependency:copy-dependencies \
       -DincludeScope=runtime -DoutputDirectory="$dest" >"$mlog" 2>&1; then
     show_log "$mlog"; die "maven download for $name failed"
   fi

@@ -19,11 +19,12 @@ wants() { case " ${want[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 t0=$SECONDS
 "$HERE/apt.sh"
 
-# Download jars one Maven run at a time (parallel runs race on ~/.m2), then
-# launch the JVM servers together: the slowest (OpenSearch) first.
+# The JVM servers download their jars (first run only) and start in parallel,
+# the slowest (OpenSearch) first. Parallel Maven runs sharing ~/.m2 are safe
+# for downloads (the resolver locks partial files); cold, this cut the three
+# downloads from 4m50s sequential to 3m14s here.
 jvm=()
 for s in opensearch cassandra kafka; do wants "$s" && jvm+=("$s"); done
-for s in "${jvm[@]}"; do maven_fetch "$s"; done
 declare -A bgpid=()
 for s in "${jvm[@]}"; do
   "$HERE/$s.sh" start &
