@@ -227,7 +227,10 @@ test('scrolling up loads 200 older messages smoothly, without jumps or duplicate
   assertAscendingUnique(ids, 'history');
   const bodies = await finalBodies(page);
   assert.deepEqual(bodies, Array.from({ length: 200 }, (_, i) => `older message ${pad(i + 1)}`));
+  // At the top the UI finds out there is nothing older (maybe after one empty page).
+  await page.evaluate(() => { document.getElementById('messages').scrollTop = 0; });
   await page.waitForFunction(() => /Beginning/.test(document.getElementById('history-status').textContent));
+  assert.equal((await shownIds(page)).length, 200);
   await shot(page, 'history-top');
   noErrors(page);
   await page.context().close();
