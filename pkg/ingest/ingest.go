@@ -88,6 +88,7 @@ type Stats struct {
 	RejectedBusy int64 // requests refused because the buffer was full
 	Invalid      int64 // malformed requests
 	Failed       int64 // requests answered unavailable after a failed append
+	Batches      int64 // batches processed
 	BufferLen    int   // requests waiting now
 }
 
@@ -105,6 +106,7 @@ type Server struct {
 
 	received, appended, duplicates atomic.Int64
 	rejectedBusy, invalid, failed  atomic.Int64
+	batches                        atomic.Int64
 }
 
 // NewServer returns an ingest server; Run starts it.
@@ -121,6 +123,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Received: s.received.Load(), Appended: s.appended.Load(), Duplicates: s.duplicates.Load(),
 		RejectedBusy: s.rejectedBusy.Load(), Invalid: s.invalid.Load(), Failed: s.failed.Load(),
+		Batches:   s.batches.Load(),
 		BufferLen: len(s.buf),
 	}
 }
@@ -234,6 +237,7 @@ func (s *Server) batcher() {
 // process stores one batch and answers its requests. It does not use Run's
 // context: buffered requests are finished after shutdown starts.
 func (s *Server) process(batch []request) {
+	s.batches.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AppendTimeout)
 	defer cancel()
 

@@ -528,3 +528,32 @@ func TestShutdownFinishesBuffered(t *testing.T) {
 		t.Fatalf("after shutdown: %v", err)
 	}
 }
+
+// BenchmarkSend measures acked sends end to end (request, batch, durable
+// append, reply, fanout) with many concurrent senders sharing a client
+// connection, as a gateway's sockets do.
+func BenchmarkSend(b *testing.B) {
+	for _, senders := range []int{4, 64} {
+		b.Run(fmt.Sprintf("senders=%dxGOMAXPROCS", senders), func(b *testing.B) {
+			e := newEnv(b)
+			s, _ := e.start(b, ingest.Config{})
+			c := e.client(b, 30*time.Second)
+			var n atomic.Int64
+			b.SetParallelism(senders)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					if _, err := c.Send(context.Background(), req(int(1+i%50), int(1+i%500), "benchmark body", fmt.Sprintf("n%d", i))); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			if st := s.Stats(); st.Batches > 0 {
+				b.ReportMetric(float64(st.Received)/float64(st.Batches), "msgs/batch")
+			}
+		})
+	}
+}
