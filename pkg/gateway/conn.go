@@ -176,18 +176,20 @@ func (c *conn) readLoop() {
 	}
 }
 
-// writeLoop writes queued frames in order. coder/websocket flushes its
-// buffer at the end of every message, so frames queued together still go
-// out one write call each; see the package tests' notes and the report.
+// writeLoop writes queued frames in order, back to back. It cannot put
+// several frames under one flush: coder/websocket (v1.8.15) flushes its
+// buffer at the end of every message, for Write and Writer alike, so each
+// frame costs a write system call. Batching would need a corking net.Conn
+// beneath the library.
 func (c *conn) writeLoop() {
 	for {
 		select {
 		case <-c.ctx.Done():
-			c.closeSocket()
+			c.closeSocket(nil)
 			return
 		case b := <-c.out:
 			if c.ctx.Err() != nil {
-				c.closeSocket()
+				c.closeSocket(b)
 				return
 			}
 			if !c.write(b) {
@@ -210,11 +212,14 @@ func (c *conn) write(b []byte) bool {
 	return true
 }
 
-// closeSocket writes what is still queued if the close asked for it, then
-// runs the close handshake.
-func (c *conn) closeSocket() {
+// closeSocket writes pending and what is still queued if the close asked
+// for it, then runs the close handshake.
+func (c *conn) closeSocket(pending []byte) {
 	code, reason, drain := c.closeStatus()
 	if drain {
+		if pending != nil && !c.write(pending) {
+			return
+		}
 	drain:
 		for {
 			select {
@@ -347,12 +352,7 @@ func (c *conn) join(req request) {
 		if c.ctx.Err() != nil {
 			return
 		}
-		if isDenied(err) {
-			err = chat.Errorf(chat.ENOTFOUND, "room not found")
-		} else if chat.ErrorCode(err) == chat.EINTERNAL {
-			c.log.Error("join failed", "room_id", req.RoomID, "err", err)
-		}
-		c.enqueue(errFrame(err, req.RoomID, nil))
+		c.enqueue(errFrame(c.clientErr("join", req.RoomID, err), req.RoomID, nil))
 		return
 	}
 	if floor > m.floor {
@@ -381,6 +381,23 @@ func (c *conn) releaseLocked(m *member) {
 	c.g.stats.deliveries.Add(n)
 }
 
+// clientErr turns the error of a request into what the client may see,
+// logging internal ones once, here at the edge. A room one may not access
+// is not_found, as if it did not exist; a timeout is unavailable, so the
+// client retries (a send with the same nonce is not stored twice).
+func (c *conn) clientErr(op string, room chat.ID, err error) error {
+	switch {
+	case isDenied(err):
+		return chat.Errorf(chat.ENOTFOUND, "room not found")
+	case errors.Is(err, context.DeadlineExceeded):
+		c.log.Warn("request timed out", "op", op, "room_id", room)
+		return chat.Errorf(chat.EUNAVAILABLE, "timed out, try again")
+	case chat.ErrorCode(err) == chat.EINTERNAL:
+		c.log.Error("request failed", "op", op, "room_id", room, "err", err)
+	}
+	return err
+}
+
 func isDenied(err error) bool {
 	code := chat.ErrorCode(err)
 	return code == chat.ENOTFOUND || code == chat.EFORBIDDEN
@@ -403,10 +420,7 @@ func (c *conn) send(req request) {
 		if c.ctx.Err() != nil {
 			return
 		}
-		if chat.ErrorCode(err) == chat.EINTERNAL {
-			c.log.Error("send failed", "room_id", req.RoomID, "err", err)
-		}
-		c.enqueue(errFrame(err, req.RoomID, &req.Nonce))
+		c.enqueue(errFrame(c.clientErr("send", req.RoomID, err), req.RoomID, &req.Nonce))
 		return
 	}
 	c.enqueue(mustJSON(ackFrame{Type: typeAck, Nonce: req.Nonce, Message: msg}))
@@ -437,12 +451,7 @@ func (c *conn) typing(id chat.ID) {
 		if c.ctx.Err() != nil {
 			return
 		}
-		if isDenied(err) {
-			err = chat.Errorf(chat.ENOTFOUND, "room not found")
-		} else if chat.ErrorCode(err) == chat.EINTERNAL {
-			c.log.Error("typing access check failed", "room_id", id, "err", err)
-		}
-		c.enqueue(errFrame(err, id, nil))
+		c.enqueue(errFrame(c.clientErr("typing", id, err), id, nil))
 		return
 	}
 	u := c.caller.User

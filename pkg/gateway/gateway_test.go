@@ -676,3 +676,39 @@ func TestFramesForwardedAsIs(t *testing.T) {
 		t.Fatalf("got %q (%v), want %q", b, err, raw)
 	}
 }
+
+func TestMaxRoomsPerConn(t *testing.T) {
+	e := newEnv(t, Config{MaxRoomsPerConn: 1})
+	token, _ := e.user("alice")
+	r1, r2 := e.room(false), e.room(false)
+	c := e.dial(token)
+	c.join(r1)
+	c.join(r1) // re-joining does not count twice
+	c.write(map[string]any{"type": "join", "room_id": r2.String()})
+	if f := c.expect("error"); f.Code != chat.EINVALID || f.RoomID != r2 {
+		t.Fatalf("second room: %s", f.raw)
+	}
+	c.write(map[string]any{"type": "leave", "room_id": r1.String()})
+	c.expect("left")
+	c.join(r2)
+}
+
+// A client that closes its socket leaves every room it was in, and the
+// room subscription goes with the last local member.
+func TestClientCloseLeavesRooms(t *testing.T) {
+	e := newEnv(t, Config{})
+	aTok, _ := e.user("alice")
+	bTok, _ := e.user("bob")
+	r1, r2 := e.room(false), e.room(false)
+	a, b := e.dial(aTok), e.dial(bTok)
+	a.join(r1)
+	a.join(r2)
+	b.join(r1)
+	a.ws.Close(websocket.StatusNormalClosure, "bye")
+	waitFor(t, "alice gone", func() bool {
+		return e.g.Stats().ConnsCurrent == 1 && e.g.members(r1) == 1 && !e.g.subscribed(r2)
+	})
+	if s := e.g.Stats(); s.Rooms != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+}
