@@ -1,0 +1,143 @@
+package elastic
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/chattest"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+)
+
+// testConfig returns the address of a real Elasticsearch or OpenSearch, or
+// skips: this is the integration tier, run after scripts/testservers/up.sh.
+func testConfig(tb testing.TB) Config {
+	tb.Helper()
+	url := os.Getenv("CHATD_TEST_ELASTIC_URL")
+	if url == "" {
+		tb.Skip("CHATD_TEST_ELASTIC_URL not set")
+	}
+	return Config{Addresses: strings.Split(url, ","), Flavor: os.Getenv("CHATD_TEST_ELASTIC_FLAVOR")}
+}
+
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// openIndex opens and migrates a fresh index, deleted at cleanup.
+func openIndex(tb testing.TB, cfg Config) *Index {
+	tb.Helper()
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	cfg.Index = "chatd-test-" + hex.EncodeToString(b)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ix, err := Open(ctx, cfg, testLogger())
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	if err := ix.Migrate(ctx); err != nil {
+		tb.Fatalf("Migrate: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		res, err := esapi.IndicesDeleteRequest{Index: []string{cfg.Index}}.Do(ctx, ix.es)
+		if err != nil {
+			tb.Logf("delete index: %v", err)
+		} else {
+			drain(res)
+		}
+		ix.Close()
+	})
+	return ix
+}
+
+func TestSearchIndexConformance(t *testing.T) {
+	cfg := testConfig(t)
+	chattest.SearchIndex(t, func(t *testing.T) chat.SearchIndex { return openIndex(t, cfg) })
+}
+
+// TestMigrateTwice checks that Migrate on an existing index succeeds, as it
+// does at every start-up.
+func TestMigrateTwice(t *testing.T) {
+	ix := openIndex(t, testConfig(t))
+	if err := ix.Migrate(context.Background()); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+}
+
+// TestBulkSplit indexes more messages than one bulk request may carry, by
+// count and by bytes, and checks every one arrives.
+func TestBulkSplit(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BulkMaxDocs = 7
+	cfg.BulkMaxBytes = 4 << 10
+	ix := openIndex(t, cfg)
+	ctx := context.Background()
+	g, _ := chat.NewIDGen(2)
+	room, _ := g.Next()
+	var msgs []chat.Message
+	for i := range 60 {
+		id, at := g.Next()
+		body := "split " + strings.Repeat("y", i*30)
+		msgs = append(msgs, chat.Message{ID: id, RoomID: room, UserID: 1, Username: "u", Body: body, CreatedAt: at})
+	}
+	if err := ix.IndexMessages(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	page, err := ix.History(ctx, chat.HistoryQuery{RoomID: room, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != len(msgs) {
+		t.Fatalf("%d of %d messages indexed", len(page.Messages), len(msgs))
+	}
+}
+
+// TestBulkItemErrorFails checks that a document the server rejects fails
+// the call, so the log consumer retries instead of committing past it.
+func TestBulkItemErrorFails(t *testing.T) {
+	ix := openIndex(t, testConfig(t))
+	// A field the strict mapping does not know is rejected per item.
+	body := `{"create":{"_index":"` + ix.cfg.Index + `","_id":"1"}}` + "\n" + `{"id":"1","unknown_field":1}` + "\n"
+	if err := ix.bulk(context.Background(), []byte(body), 1); err == nil || !strings.Contains(err.Error(), "1 of 1") {
+		t.Fatalf("bulk with a rejected document: %v, want an error", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Addresses: []string{"http://x"}, Flavor: "solr"},
+		{Addresses: []string{"http://x"}, Index: "Upper"},
+	} {
+		if _, err := Open(context.Background(), cfg, nil); err == nil {
+			t.Errorf("Open(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	c := encodeCursor("s", []json.Number{"1.2345678", "734019293849102337"})
+	got, err := decodeCursor("s", c, 2)
+	if err != nil || got[0] != "1.2345678" || got[1] != "734019293849102337" {
+		t.Fatalf("decodeCursor = %v, %v", got, err)
+	}
+	if _, err := decodeCursor("h", c, 1); chat.ErrorCode(err) != chat.EINVALID {
+		t.Fatalf("a search cursor used for history: %v, want invalid", err)
+	}
+}
