@@ -64,6 +64,15 @@ test('accounts: register, field errors, reload keeps the session, logout', () =>
   await page.click('#login-form button[type=submit]');
   await assertText(page, '#login-password-error', /wrong username or password/i);
 
+  // Too many attempts: 429 with Retry-After, said on the form.
+  for (let i = 0; i < 12; i++) {
+    const res = await fetch(`${server.url}/api/v1/sessions`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username: 'taken', password: 'wrong password!!' }) });
+    if (res.status === 429) break;
+  }
+  await page.click('#login-form button[type=submit]');
+  await assertText(page, '#login-form-error', /Too many attempts\. Try again in \d+ seconds/);
+
   await registerUI(page, 'carol');
   assert.match(await page.textContent('#me-name'), /carol/);
   await page.reload();
@@ -414,6 +423,59 @@ test('own message is pending at once, final on ack, retry after an error', () =>
   }
   noErrors(alice, bob);
   await Promise.all([alice.context().close(), bob.context().close()]);
+}));
+
+test('a dropped connection rejoins with since; a truncated replay reloads the room', () => withServer(async (server) => {
+  // Between page and server: while `deaf`, message frames from the server
+  // are lost; cut() drops the connection so the UI reconnects and rejoins.
+  let deaf = false;
+  let current = null;
+  const setup = (context) => context.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+    const srv = ws.connectToServer();
+    current = ws;
+    ws.onMessage((m) => srv.send(m));
+    srv.onMessage((m) => {
+      if (deaf && /"type":"message"/.test(m)) return;
+      ws.send(m);
+    });
+  });
+  const cut = async () => { deaf = false; await current.close({ code: 1001, reason: 'test cut' }); };
+  const page = await newPage(browser, server, { setup });
+  await registerUI(page, 'alice');
+  const bob = await server.newUser('bob');
+  await createRoomUI(page, 'busy');
+  const roomId = await page.evaluate(() => location.pathname.split('/').pop());
+  const post = (body) => server.api('POST', `/rooms/${roomId}/messages`, { body }, bob.token);
+  await post('first');
+  await waitForBody(page, 'first');
+
+  deaf = true;
+  for (let i = 1; i <= 3; i++) await post(`missed ${i}`);
+  await sleep(300);
+  assert.deepEqual(await finalBodies(page), ['first'], 'the route did not drop live frames');
+  await cut();
+  await waitForBody(page, 'missed 3');
+  await page.waitForSelector('#conn-banner', { state: 'hidden' });
+  await sleep(300);
+  assert.deepEqual(await finalBodies(page), ['first', 'missed 1', 'missed 2', 'missed 3']);
+
+  // More than the server replays (1,000): joined says truncated, and the UI
+  // reloads the newest page over REST instead of showing a hole.
+  deaf = true;
+  // One at a time, so ID order is the numbering order.
+  for (let i = 1; i <= 1010; i++) await post(`bulk ${String(i).padStart(4, '0')}`);
+  await cut();
+  await waitForBody(page, 'bulk 1010', 30000);
+  await sleep(500);
+  const bodies = await finalBodies(page);
+  assert.equal(bodies[bodies.length - 1], 'bulk 1010');
+  assert.ok(!bodies.includes('bulk 0001'), 'the truncated replay was shown instead of the newest page');
+  assertAscendingUnique(await shownIds(page), 'after truncation');
+  // The reloaded page is contiguous: bulk N, N+1, ... 1010.
+  const nums = bodies.map((b) => Number(b.split(' ')[1]));
+  for (let i = 1; i < nums.length; i++) assert.equal(nums[i], nums[i - 1] + 1);
+  noErrors(page);
+  await page.context().close();
 }));
 
 test('message bodies are text: no HTML injection, safe links', () => withServer(async (server) => {
