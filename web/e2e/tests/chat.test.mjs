@@ -78,8 +78,20 @@ test('accounts: register, field errors, reload keeps the session, logout', () =>
   await page.reload();
   await page.waitForSelector('#chat-view:not([hidden])');
   assert.match(await page.textContent('#me-name'), /carol/);
+  // A second tab shares the session; logging out in one ends the other,
+  // whose WebSocket the server closes.
+  const tab2 = await page.context().newPage();
+  tab2.errors = []; tab2.dialogs = [];
+  tab2.on('pageerror', (e) => tab2.errors.push(e.message));
+  tab2.on('dialog', (d) => { tab2.dialogs.push(d.message()); d.dismiss().catch(() => {}); });
+  await tab2.goto('/');
+  await tab2.waitForSelector('#chat-view:not([hidden])');
   await page.click('#logout-btn');
   await page.waitForSelector('#auth-view:not([hidden])');
+  await tab2.waitForSelector('#auth-view:not([hidden])', { timeout: 20000 });
+  await assertText(tab2, '#login-form-error', /session has ended/);
+  noErrors(tab2);
+  await tab2.close();
   await page.reload();
   await page.waitForSelector('#auth-view:not([hidden])');
   await loginUI(page, 'carol');
@@ -191,6 +203,17 @@ test('room management: private room, add member, rename, leave, delete', () => w
   await sleep(300);
   assert.equal(await roomButton(bob, 'secret-renamed').count(), 0, 'left private room still listed');
 
+  // A deletion reaches others live (room_deleted), with no refresh.
+  await createRoomUI(alice, 'doomed');
+  await openRoomUI(bob, 'doomed');
+  await alice.click('#delete-room-btn');
+  await alice.click('#confirm-ok');
+  await alice.waitForSelector('#confirm-dialog', { state: 'hidden' });
+  await roomButton(bob, 'doomed').waitFor({ state: 'detached' });
+  await assertText(bob, '#notice', /doomed.*was deleted/);
+  assert.ok(await bob.isHidden('#composer'));
+
+  await openRoomUI(alice, 'secret-renamed');
   await alice.click('#delete-room-btn');
   await alice.click('#confirm-ok');
   await alice.waitForSelector('#confirm-dialog', { state: 'hidden' });
@@ -332,7 +355,8 @@ test('server restart: reconnecting banner, then resume with nothing missed or do
   await sendUI(alice, 'before restart');
   await waitForBody(bob, 'before restart');
 
-  await server.stop();
+  // E2E_KILL_SIGNAL=SIGKILL makes this a crash test of the server too.
+  await server.stop(process.env.E2E_KILL_SIGNAL || 'SIGTERM');
   for (const p of [alice, bob]) {
     await p.waitForSelector('#conn-banner:not([hidden])');
     assert.match(await p.textContent('#conn-banner'), /Reconnecting…/);
