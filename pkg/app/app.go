@@ -1,0 +1,530 @@
+// Package app is chatd's composition root: it turns a Config into running
+// roles, wiring each to the backends the config names and to the other
+// roles, in process or over gRPC. Main has Open, Run and Close, so a test can
+// run the whole program on port 0 in a temp dir.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/config"
+	"github.com/chatd/chatd/pkg/elastic"
+	"github.com/chatd/chatd/pkg/gateway"
+	"github.com/chatd/chatd/pkg/httpapi"
+	"github.com/chatd/chatd/pkg/ingest"
+	"github.com/chatd/chatd/pkg/jetstream"
+	"github.com/chatd/chatd/pkg/kafka"
+	"github.com/chatd/chatd/pkg/natsbus"
+	"github.com/chatd/chatd/pkg/post"
+	"github.com/chatd/chatd/pkg/postgres"
+	"github.com/chatd/chatd/pkg/query"
+	"github.com/chatd/chatd/pkg/redis"
+	"github.com/chatd/chatd/pkg/room"
+	"github.com/chatd/chatd/pkg/rpc"
+	"github.com/chatd/chatd/pkg/scylla"
+	"github.com/chatd/chatd/pkg/sqlite"
+	"github.com/chatd/chatd/pkg/user"
+	"github.com/chatd/chatd/pkg/worker"
+	"github.com/chatd/chatd/web"
+)
+
+// Main is one chatd process.
+type Main struct {
+	Config config.Config
+	Log    *slog.Logger
+
+	embedded *natsbus.Embedded
+	nc       *nats.Conn
+	cache    *redis.Cache
+
+	users chat.UserService
+	rooms chat.RoomService
+	query chat.QueryService
+
+	runners []runner
+	closers []func() error // run in reverse order by Close
+	checks  []check        // readiness
+
+	listener net.Listener
+	server   *http.Server
+	started  time.Time
+
+	closeOnce sync.Once
+}
+
+type runner struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+type check struct {
+	name string
+	fn   func(ctx context.Context) error
+}
+
+// New returns an unopened Main.
+func New(cfg config.Config, log *slog.Logger) *Main {
+	return &Main{Config: cfg, Log: log}
+}
+
+func (m *Main) onClose(f func() error) { m.closers = append(m.closers, f) }
+
+func (m *Main) addRunner(name string, run func(ctx context.Context) error) {
+	m.runners = append(m.runners, runner{name, run})
+}
+
+func (m *Main) addCheck(name string, fn func(ctx context.Context) error) {
+	m.checks = append(m.checks, check{name, fn})
+}
+
+// Addr returns the HTTP listener's address (after Open), e.g. for tests
+// that listen on port 0.
+func (m *Main) Addr() string {
+	if m.listener == nil {
+		return ""
+	}
+	return m.listener.Addr().String()
+}
+
+// Open builds every configured role and binds the listeners. On error,
+// whatever was opened is closed.
+func (m *Main) Open(ctx context.Context) (err error) {
+	m.started = time.Now()
+	defer func() {
+		if err != nil {
+			m.Close()
+		}
+	}()
+	cfg := m.Config
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := m.openBus(ctx); err != nil {
+		return err
+	}
+	c, err := redis.Open(ctx, redis.Config{URL: cfg.Redis.URL, Prefix: cfg.Redis.Prefix, RecentPerRoom: cfg.Redis.RecentPerRoom}, m.Log.With("component", "redis"))
+	if err != nil {
+		return fmt.Errorf("open redis: %w", err)
+	}
+	m.cache = c
+	m.onClose(c.Close)
+	m.addCheck("redis", c.Ping)
+
+	ids, err := chat.NewIDGen(cfg.NodeID)
+	if err != nil {
+		return fmt.Errorf("in node_id: %w", err)
+	}
+	events := natsbus.NewEvents(m.nc)
+
+	if err := m.openDirectory(ctx, ids, events); err != nil {
+		return err
+	}
+
+	var log chat.Log
+	if cfg.Has("ingest") || cfg.Has("store") || cfg.Has("index") {
+		if log, err = m.openLog(ctx); err != nil {
+			return err
+		}
+	}
+	var store chat.MessageStore
+	if cfg.Has("store") || cfg.Has("query") {
+		if store, err = m.openStore(ctx); err != nil {
+			return err
+		}
+	}
+	var index chat.SearchIndex
+	if cfg.Has("index") || cfg.Has("query") {
+		if index, err = m.openIndex(ctx); err != nil {
+			return err
+		}
+	}
+	if cfg.Has("query") {
+		m.query = query.New(m.rooms, store, index, m.cache, m.Log.With("role", "query"))
+	} else if cfg.Has("gateway") {
+		cl, err := m.dial(ctx, "grpc.query_addr", cfg.GRPC.QueryAddr)
+		if err != nil {
+			return err
+		}
+		m.query = cl.Query()
+	}
+	if cfg.Has("ingest") {
+		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL},
+			ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}, m.Log.With("role", "ingest"))
+		m.addRunner("ingest", srv.Run)
+	}
+	if cfg.Has("store") {
+		s := worker.NewSink("store", "store", log, store.WriteMessages, m.Log.With("role", "store"))
+		m.addRunner("store", s.Run)
+	}
+	if cfg.Has("index") {
+		s := worker.NewSink("index", "index", log, index.IndexMessages, m.Log.With("role", "index"))
+		m.addRunner("index", s.Run)
+	}
+	if cfg.GRPC.Addr != "" {
+		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))
+		m.addRunner("grpc", srv.Run)
+	}
+	return m.openHTTP(ctx)
+}
+
+// localOrNil passes a service to the gRPC server only if this process runs
+// it, so a process never re-exports a remote role.
+func localOrNil[T any](local bool, s T) T {
+	var zero T
+	if !local {
+		return zero
+	}
+	return s
+}
+
+func (m *Main) openBus(ctx context.Context) error {
+	cfg := m.Config
+	cc := natsbus.ConnectConfig{URLs: cfg.NATS.URLs, Name: "chatd"}
+	if len(cfg.NATS.URLs) == 0 {
+		e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{
+			StoreDir:      filepath.Join(cfg.DataDir, "nats"),
+			ListenAddr:    cfg.NATS.Listen,
+			ClusterName:   cfg.NATS.ClusterName,
+			ClusterListen: cfg.NATS.ClusterListen,
+			Routes:        cfg.NATS.Routes,
+		}, m.Log.With("component", "nats"))
+		if err != nil {
+			return fmt.Errorf("start embedded nats: %w", err)
+		}
+		m.embedded = e
+		m.onClose(func() error { e.Shutdown(); e.WaitForShutdown(); return nil })
+		cc.Embedded = e
+	}
+	nc, err := natsbus.Connect(ctx, cc, m.Log.With("component", "nats"))
+	if err != nil {
+		return fmt.Errorf("connect nats: %w", err)
+	}
+	m.nc = nc
+	m.onClose(func() error { return nc.Drain() })
+	m.addCheck("nats", func(context.Context) error {
+		if !nc.IsConnected() {
+			return errors.New("not connected")
+		}
+		return nil
+	})
+	return nil
+}
+
+// openDirectory sets up the user and room roles, local or remote.
+func (m *Main) openDirectory(ctx context.Context, ids *chat.IDGen, events chat.EventPublisher) error {
+	cfg := m.Config
+	var accounts chat.AccountStore
+	var rooms chat.RoomStore
+	if cfg.Has("user") || cfg.Has("room") {
+		switch cfg.Database.Backend {
+		case "postgres":
+			db, err := postgres.Open(ctx, cfg.Database.PostgresDSN, m.Log.With("component", "postgres"))
+			if err != nil {
+				return fmt.Errorf("open postgres: %w", err)
+			}
+			m.onClose(func() error { db.Close(); return nil })
+			if err := db.Migrate(ctx); err != nil {
+				return fmt.Errorf("migrate postgres: %w", err)
+			}
+			m.addCheck("postgres", func(ctx context.Context) error { return db.Pool().Ping(ctx) })
+			accounts, rooms = db, db
+		default:
+			db, err := sqlite.OpenAccounts(ctx, filepath.Join(cfg.DataDir, "chatd.db"), m.Log.With("component", "sqlite"))
+			if err != nil {
+				return fmt.Errorf("open accounts database: %w", err)
+			}
+			m.onClose(db.Close)
+			accounts, rooms = db, db
+		}
+	}
+	needUsers := cfg.Has("user") || cfg.Has("room") || cfg.Has("gateway")
+	if cfg.Has("user") {
+		svc := user.New(user.Config{
+			SessionTTL: cfg.Sessions.TTL,
+			LoginLimit: redis.Limit{Rate: cfg.Limits.LoginRate, Burst: cfg.Limits.LoginRate, Period: time.Minute},
+		}, accounts, m.cache, events, ids, m.Log.With("role", "user"))
+		m.users = svc
+		m.addRunner("user", svc.Run)
+	} else if needUsers {
+		cl, err := m.dial(ctx, "grpc.user_addr", cfg.GRPC.UserAddr)
+		if err != nil {
+			return err
+		}
+		m.users = cl.Users()
+	}
+	needRooms := cfg.Has("room") || cfg.Has("gateway") || cfg.Has("query")
+	if cfg.Has("room") {
+		m.rooms = room.New(rooms, m.users, events, ids, m.Log.With("role", "room"))
+	} else if needRooms {
+		cl, err := m.dial(ctx, "grpc.room_addr", cfg.GRPC.RoomAddr)
+		if err != nil {
+			return err
+		}
+		m.rooms = cl.Rooms()
+	}
+	return nil
+}
+
+func (m *Main) dial(ctx context.Context, key, addr string) (*rpc.Client, error) {
+	if addr == "" {
+		return nil, fmt.Errorf("in %s: must be set: the role is not run by this process (roles = %s)", key, strings.Join(m.Config.Roles, ","))
+	}
+	cl, err := rpc.Dial(ctx, addr, rpc.ClientConfig{}, m.Log.With("component", "grpc-client", "peer", addr))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", key, err)
+	}
+	m.onClose(cl.Close)
+	return cl, nil
+}
+
+func (m *Main) openLog(ctx context.Context) (chat.Log, error) {
+	cfg := m.Config
+	switch cfg.EventLog.Backend {
+	case "kafka":
+		l, err := kafka.NewLog(ctx, kafka.Config{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}, m.Log.With("component", "kafka"))
+		if err != nil {
+			return nil, fmt.Errorf("open kafka log: %w", err)
+		}
+		m.onClose(l.Close)
+		return l, nil
+	default:
+		l, err := jetstream.NewLog(ctx, m.nc, jetstream.LogConfig{MaxAge: cfg.EventLog.MaxAge}, m.Log.With("component", "jetstream"))
+		if err != nil {
+			return nil, fmt.Errorf("open jetstream log: %w", err)
+		}
+		return l, nil
+	}
+}
+
+func (m *Main) openStore(ctx context.Context) (chat.MessageStore, error) {
+	cfg := m.Config
+	switch cfg.Store.Backend {
+	case "scylla":
+		s, err := scylla.Open(ctx, scylla.Config{Hosts: cfg.Scylla.Hosts, Keyspace: cfg.Scylla.Keyspace, Replication: cfg.Scylla.Replication, Consistency: cfg.Scylla.Consistency, BucketSpan: cfg.Scylla.BucketSpan}, m.Log.With("component", "scylla"))
+		if err != nil {
+			return nil, fmt.Errorf("open scylla: %w", err)
+		}
+		m.onClose(func() error { s.Close(); return nil })
+		if err := s.Migrate(ctx); err != nil {
+			return nil, fmt.Errorf("migrate scylla: %w", err)
+		}
+		return s, nil
+	default:
+		s, err := sqlite.OpenMessages(ctx, filepath.Join(cfg.DataDir, "messages.db"), m.Log.With("component", "sqlite"))
+		if err != nil {
+			return nil, fmt.Errorf("open message store: %w", err)
+		}
+		m.onClose(s.Close)
+		return s, nil
+	}
+}
+
+func (m *Main) openIndex(ctx context.Context) (chat.SearchIndex, error) {
+	cfg := m.Config
+	switch cfg.Search.Backend {
+	case "elasticsearch":
+		e := cfg.Elasticsearch
+		ix, err := elastic.Open(ctx, elastic.Config{Addresses: e.Addresses, Username: e.Username, Password: e.Password, Index: e.Index, Flavor: e.Flavor, BulkMaxDocs: e.BulkMaxDocs, BulkMaxBytes: e.BulkMaxBytes, FlushInterval: e.FlushInterval}, m.Log.With("component", "elasticsearch"))
+		if err != nil {
+			return nil, fmt.Errorf("open elasticsearch: %w", err)
+		}
+		if err := ix.Migrate(ctx); err != nil {
+			return nil, fmt.Errorf("migrate elasticsearch: %w", err)
+		}
+		return ix, nil
+	default:
+		s, err := sqlite.OpenSearch(ctx, filepath.Join(cfg.DataDir, "search.db"), m.Log.With("component", "sqlite"))
+		if err != nil {
+			return nil, fmt.Errorf("open search index: %w", err)
+		}
+		m.onClose(s.Close)
+		return s, nil
+	}
+}
+
+// originHosts turns configured origins (https://chat.example.com) into the
+// host patterns the WebSocket library matches.
+func originHosts(origins []string) []string {
+	out := make([]string, 0, len(origins))
+	for _, o := range origins {
+		if _, h, ok := strings.Cut(o, "://"); ok {
+			o = h
+		}
+		out = append(out, strings.TrimSuffix(o, "/"))
+	}
+	return out
+}
+
+func (m *Main) openHTTP(ctx context.Context) error {
+	cfg := m.Config
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", m.serveReady)
+	if cfg.Has("gateway") {
+		auth := user.NewAuthCache(m.users, m.nc, cfg.Sessions.CacheTTL, m.Log.With("component", "auth"))
+		m.addRunner("auth-cache", auth.Run)
+		limit := redis.Limit{Rate: cfg.Limits.SendRate, Burst: cfg.Limits.SendBurst, Period: cfg.Limits.SendPeriod}
+		if limit.Burst < limit.Rate {
+			limit.Burst = limit.Rate
+		}
+		poster := post.New(m.rooms, m.cache, limit, ingest.NewClient(m.nc, cfg.Ingest.Timeout))
+		gw := gateway.New(gateway.Config{
+			MaxFrameBytes:   cfg.Gateway.MaxFrameBytes,
+			SendQueue:       cfg.Gateway.SendQueue,
+			PingInterval:    cfg.Gateway.PingInterval,
+			WriteTimeout:    cfg.Gateway.WriteTimeout,
+			MaxConnsPerUser: cfg.Gateway.MaxConnsPerUser,
+			AllowedOrigins:  originHosts(cfg.HTTP.AllowedOrigins),
+			MaxBadFrames:    cfg.Gateway.MaxBadFrames,
+			TypingInterval:  cfg.Gateway.TypingInterval,
+		}, gateway.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster, NC: m.nc}, m.Log.With("role", "gateway"))
+		gw.Register(mux)
+		m.addRunner("gateway", gw.Run)
+		api := httpapi.New(httpapi.Config{MaxBodyBytes: cfg.HTTP.MaxBodyBytes, AllowedOrigins: cfg.HTTP.AllowedOrigins, SecureCookies: cfg.HTTP.SecureCookies},
+			httpapi.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster}, m.Log.With("component", "http"))
+		api.Register(mux)
+		mux.Handle("/", web.Handler())
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		return fmt.Errorf("in http.addr: listen: %w", err)
+	}
+	m.listener = ln
+	m.server = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	return nil
+}
+
+func (m *Main) serveReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	status := map[string]string{}
+	ok := true
+	for _, c := range m.checks {
+		if err := c.fn(ctx); err != nil {
+			ok = false
+			status[c.name] = "down"
+			m.Log.Warn("readiness check failed", "check", c.name, "err", err)
+		} else {
+			status[c.name] = "ok"
+		}
+	}
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = fmt.Fprintf(w, "%s\n", mustJSON(map[string]any{"ready": ok, "checks": status}))
+}
+
+// Run serves until ctx ends, then shuts down: the HTTP listener stops
+// accepting, the roles drain (the gateway closes sockets, ingest answers
+// what it has queued, the workers finish their batch), bounded by
+// http.shutdown_timeout.
+func (m *Main) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, r := range m.runners {
+		g.Go(func() error {
+			if err := r.run(gctx); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("%s: %w", r.name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		err := m.server.Serve(m.listener)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("http: %w", err)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), m.Config.HTTP.ShutdownTimeout)
+		defer cancel()
+		// Hijacked WebSocket connections are not tracked by Shutdown; the
+		// gateway closes those when its context ends.
+		_ = m.server.Shutdown(sctx)
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { done <- g.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(m.Config.HTTP.ShutdownTimeout + time.Second):
+			return errors.New("shutdown timed out")
+		}
+	}
+}
+
+// Close releases everything Open acquired, in reverse order.
+func (m *Main) Close() error {
+	var errs []error
+	m.closeOnce.Do(func() {
+		if m.listener != nil && m.server == nil {
+			errs = append(errs, m.listener.Close())
+		}
+		for i := len(m.closers) - 1; i >= 0; i-- {
+			if err := m.closers[i](); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Summary describes what this process runs, for the start-up log line.
+func (m *Main) Summary() []any {
+	cfg := m.Config
+	natsDesc := "embedded"
+	if len(cfg.NATS.URLs) > 0 {
+		natsDesc = strings.Join(cfg.NATS.URLs, ",")
+	}
+	redisDesc := "embedded"
+	if cfg.Redis.URL != "" {
+		redisDesc = "external"
+	}
+	return []any{
+		"roles", strings.Join(cfg.Roles, ","),
+		"http_addr", m.Addr(),
+		"data_dir", cfg.DataDir,
+		"nats", natsDesc,
+		"eventlog", cfg.EventLog.Backend,
+		"database", cfg.Database.Backend,
+		"store", cfg.Store.Backend,
+		"search", cfg.Search.Backend,
+		"redis", redisDesc,
+		"grpc_addr", cfg.GRPC.Addr,
+		"startup", time.Since(m.started).Round(time.Millisecond).String(),
+	}
+}
