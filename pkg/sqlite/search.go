@@ -196,23 +196,19 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		from += ` AND m.user_id = ?`
 		args = append(args, int64(q.UserID))
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*)`+from, args...).Scan(&res.Total); err != nil {
-		return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
-	}
-	if offset >= res.Total {
-		return res, nil
-	}
-	// Rank by ID alone and read only the page's messages, so the sort does
-	// not carry every matching body.
-	rows, err := tx.QueryContext(ctx, `SELECT messages_fts.rowid`+from+
-		` ORDER BY bm25(messages_fts), messages_fts.rowid DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+	// Rank IDs alone and read only the page's messages, so the sort does not
+	// carry every matching body; the window counts the matches in the same
+	// pass over the index.
+	// bm25 is only callable in the full-text query itself, hence the CTE.
+	rows, err := tx.QueryContext(ctx, `WITH hits AS MATERIALIZED (SELECT messages_fts.rowid AS id, bm25(messages_fts) AS score`+from+`)
+		SELECT id, count(*) OVER () FROM hits ORDER BY score, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
 	var page []string
 	for rows.Next() {
 		var id int64
-		if err := rows.Scan(&id); err != nil {
+		if err := rows.Scan(&id, &res.Total); err != nil {
 			rows.Close()
 			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 		}
@@ -223,6 +219,15 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	}
 	if err := rows.Err(); err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	if len(page) == 0 {
+		// Past the last page the window had no row to report on.
+		if offset > 0 {
+			if err := tx.QueryRowContext(ctx, `SELECT count(*)`+from, args...).Scan(&res.Total); err != nil {
+				return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
+			}
+		}
+		return res, nil
 	}
 	msgs, err := queryMessagesTx(ctx, tx, `SELECT `+messageCols+` FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
 		"["+strings.Join(page, ",")+"]")
