@@ -185,6 +185,9 @@ func retryable(err error) bool {
 		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrDisconnected)
 }
 
+// StreamName returns the name of the stream.
+func (l *Log) StreamName() string { return l.cfg.Stream }
+
 // Stats returns the counters.
 func (l *Log) Stats() Stats {
 	return Stats{
@@ -322,24 +325,36 @@ func (l *Log) Consume(ctx context.Context, group string, handle func(context.Con
 	backoff = l.cfg.RetryMin
 	for ctx.Err() == nil {
 		batch, err := c.Fetch(l.cfg.FetchBatch, jetstream.FetchMaxWait(l.cfg.FetchWait))
+		var raw []jetstream.Msg
+		if err == nil {
+			raw = make([]jetstream.Msg, 0, l.cfg.FetchBatch)
+			for m := range batch.Messages() {
+				raw = append(raw, m)
+			}
+			if len(raw) == 0 {
+				err = batch.Error()
+			}
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			log.Warn("fetch failed", "err", err, "backoff", backoff)
 			if !sleep(ctx, backoff) {
 				return nil
 			}
 			backoff = min(2*backoff, l.cfg.RetryMax)
-			continue
-		}
-		raw := make([]jetstream.Msg, 0, l.cfg.FetchBatch)
-		for m := range batch.Messages() {
-			raw = append(raw, m)
-		}
-		if err := batch.Error(); err != nil && len(raw) == 0 {
-			log.Warn("fetch failed", "err", err, "backoff", backoff)
-			if !sleep(ctx, backoff) {
-				return nil
+			// The durable may be gone (deleted by an operator, lost with
+			// a stream restore: a fetch then finds no responders).
+			// Creating it again is a no-op if it exists; if not, it starts
+			// from the stream's beginning, since redelivery is harmless
+			// and a skipped message is not.
+			l.mu.Lock()
+			delete(l.consumers, group)
+			l.mu.Unlock()
+			if nc, cerr := l.consumer(ctx, group); cerr == nil {
+				c = nc
 			}
-			backoff = min(2*backoff, l.cfg.RetryMax)
 			continue
 		}
 		backoff = l.cfg.RetryMin
