@@ -47,10 +47,12 @@ type Config struct {
 	// documents and 5 MiB. Larger IndexMessages calls are split.
 	BulkMaxDocs  int
 	BulkMaxBytes int
-	// FlushInterval is how long the index role may hold messages to fill a
-	// bulk request (default 1s). IndexMessages itself writes at once: its
-	// caller, the log consumer, already hands over one batch per poll and
-	// must know the batch is written before committing it.
+	// FlushInterval bounds how long an indexed message takes to become
+	// searchable: it is the index's refresh_interval (default 1s), set by
+	// Migrate. IndexMessages itself writes at once, never holding messages
+	// back: its caller, the log consumer, already hands over one batch per
+	// poll (bounded by its size) and must know the batch is written before
+	// it commits.
 	FlushInterval time.Duration
 	// Shards and Replicas are used when Migrate creates the index;
 	// defaults 1 and the server's default.
@@ -130,7 +132,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch client: %w", err)
 	}
-	return &Index{cfg: cfg, log: log.With("component", "elastic", "index", cfg.Index), es: es, rt: rt}, nil
+	return &Index{cfg: cfg, log: log.With("index", cfg.Index), es: es, rt: rt}, nil
 }
 
 // Close releases idle connections.
@@ -178,6 +180,7 @@ func (t openSearchTransport) RoundTrip(req *http.Request) (*http.Response, error
 func (ix *Index) mapping() map[string]any {
 	settings := map[string]any{
 		"number_of_shards": ix.cfg.Shards,
+		"refresh_interval": ix.refreshInterval(),
 		"analysis": map[string]any{
 			"tokenizer": map[string]any{
 				"chat_words": map[string]any{"type": "whitespace", "max_token_length": chat.MaxBodyChars},
@@ -194,6 +197,10 @@ func (ix *Index) mapping() map[string]any {
 		"settings": settings,
 		"mappings": properties(),
 	}
+}
+
+func (ix *Index) refreshInterval() string {
+	return strconv.FormatInt(ix.cfg.FlushInterval.Milliseconds(), 10) + "ms"
 }
 
 func properties() map[string]any {
@@ -235,8 +242,16 @@ func (ix *Index) Migrate(ctx context.Context) error {
 		}
 		return nil
 	case http.StatusOK:
+		settings, _ := json.Marshal(map[string]any{"index": map[string]any{"refresh_interval": ix.refreshInterval()}})
+		res, err := esapi.IndicesPutSettingsRequest{Index: []string{ix.cfg.Index}, Body: bytes.NewReader(settings)}.Do(ctx, ix.es)
+		if err != nil {
+			return fmt.Errorf("put settings: %w", err)
+		}
+		if err := responseError(res); err != nil {
+			return fmt.Errorf("put settings: %w", err)
+		}
 		body, _ := json.Marshal(properties())
-		res, err := esapi.IndicesPutMappingRequest{Index: []string{ix.cfg.Index}, Body: bytes.NewReader(body)}.Do(ctx, ix.es)
+		res, err = esapi.IndicesPutMappingRequest{Index: []string{ix.cfg.Index}, Body: bytes.NewReader(body)}.Do(ctx, ix.es)
 		if err != nil {
 			return fmt.Errorf("put mapping: %w", err)
 		}
@@ -401,6 +416,8 @@ func (ix *Index) bulk(ctx context.Context, body []byte, docs int) error {
 	return fmt.Errorf("bulk index: %d of %d documents failed, first %s", failed, docs, first)
 }
 
+var errUnavailable = chat.Errorf(chat.EUNAVAILABLE, "search unavailable")
+
 // searchResponse is the part of a _search answer that is read.
 type searchResponse struct {
 	Hits struct {
@@ -421,11 +438,17 @@ func (ix *Index) search(ctx context.Context, body map[string]any) (*searchRespon
 	}
 	res, err := esapi.SearchRequest{Index: []string{ix.cfg.Index}, Body: bytes.NewReader(b)}.Do(ctx, ix.es)
 	if err != nil {
-		return nil, err
+		// The cluster could not be reached: a client may retry.
+		return nil, fmt.Errorf("%w: %w", errUnavailable, err)
 	}
 	defer drain(res)
 	if res.IsError() {
-		return nil, responseError(res)
+		err := responseError(res)
+		switch res.StatusCode {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			return nil, fmt.Errorf("%w: %w", errUnavailable, err)
+		}
+		return nil, err
 	}
 	var sr searchResponse
 	dec := json.NewDecoder(res.Body)

@@ -141,3 +141,18 @@ func TestCursorRoundTrip(t *testing.T) {
 		t.Fatalf("a search cursor used for history: %v, want invalid", err)
 	}
 }
+
+// TestUnreachableIsUnavailable checks that a cluster that cannot be reached
+// gives clients a retryable unavailable error, not an internal one.
+func TestUnreachableIsUnavailable(t *testing.T) {
+	ix, err := Open(context.Background(), Config{Addresses: []string{"http://127.0.0.1:1"}, Flavor: FlavorOpenSearch}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = ix.Search(ctx, chat.SearchQuery{Text: "x", RoomIDs: []chat.ID{1}})
+	if chat.ErrorCode(err) != chat.EUNAVAILABLE {
+		t.Fatalf("Search on an unreachable cluster: %v (code %s), want unavailable", err, chat.ErrorCode(err))
+	}
+}

@@ -103,7 +103,7 @@ func NewLog(ctx context.Context, cfg Config, log *slog.Logger) (*Log, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "kafka", "topic", cfg.Topic)
+	log = log.With("topic", cfg.Topic)
 	prod, err := kgo.NewClient(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ClientID(cfg.ClientID),
@@ -168,7 +168,12 @@ func (l *Log) Append(ctx context.Context, msgs []chat.Message) error {
 		recs[i] = &kgo.Record{Key: []byte(msgs[i].RoomID.String()), Value: v}
 	}
 	if err := l.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return fmt.Errorf("produce to kafka: %w", err)
+		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+			return fmt.Errorf("produce to kafka: %w", err)
+		}
+		// Anything else means the brokers cannot take writes now: the
+		// client may retry the same send (its nonce prevents a double).
+		return fmt.Errorf("produce to kafka: %w: %w", chat.Errorf(chat.EUNAVAILABLE, "message log unavailable"), err)
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -123,7 +124,7 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "scylla", "keyspace", cfg.Keyspace)
+	log = log.With("keyspace", cfg.Keyspace)
 	cluster := gocql.NewCluster(cfg.Hosts...)
 	cluster.Consistency = cons
 	cluster.Timeout = cfg.Timeout
@@ -267,7 +268,7 @@ func (s *Store) WriteMessages(ctx context.Context, msgs []chat.Message) error {
 			WithContext(ctx).Idempotent(true).Exec()
 	})
 	if err != nil {
-		return fmt.Errorf("write room bucket: %w", err)
+		return fmt.Errorf("write room bucket: %w", unavailable(err))
 	}
 	s.mu.Lock()
 	if len(s.known)+len(fresh) > maxKnown {
@@ -295,7 +296,7 @@ func (s *Store) WriteMessages(ctx context.Context, msgs []chat.Message) error {
 		return s.session.Query(s.qInsert[variant], args...).WithContext(ctx).Idempotent(true).Exec()
 	})
 	if err != nil {
-		return fmt.Errorf("write messages: %w", err)
+		return fmt.Errorf("write messages: %w", unavailable(err))
 	}
 	return nil
 }
@@ -362,7 +363,7 @@ func (s *Store) MessagesBefore(ctx context.Context, roomID, before chat.ID, limi
 	}
 	out, err := s.walk(ctx, roomID, s.qBucketsDown, s.bucket(before), s.qBefore, int64(before), limit)
 	if err != nil {
-		return nil, fmt.Errorf("messages before: %w", err)
+		return nil, fmt.Errorf("messages before: %w", unavailable(err))
 	}
 	// Collected newest first; the API wants oldest first.
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
@@ -382,7 +383,7 @@ func (s *Store) MessagesAfter(ctx context.Context, roomID, after chat.ID, limit 
 	}
 	out, err := s.walk(ctx, roomID, s.qBucketsUp, s.bucket(after), s.qAfter, int64(after), limit)
 	if err != nil {
-		return nil, fmt.Errorf("messages after: %w", err)
+		return nil, fmt.Errorf("messages after: %w", unavailable(err))
 	}
 	return out, nil
 }
@@ -428,6 +429,24 @@ func (s *Store) walk(ctx context.Context, roomID chat.ID, bucketsQ string, start
 		return nil, err
 	}
 	return out, nil
+}
+
+// unavailable marks errors that mean the cluster cannot serve now (no
+// replica reachable, a timeout) as chat.EUNAVAILABLE, so clients see a 503
+// they may retry rather than an internal error.
+func unavailable(err error) error {
+	var (
+		unavail *gocql.RequestErrUnavailable
+		rto     *gocql.RequestErrReadTimeout
+		wto     *gocql.RequestErrWriteTimeout
+		nerr    net.Error
+	)
+	if errors.Is(err, gocql.ErrNoConnections) || errors.Is(err, gocql.ErrTimeoutNoResponse) ||
+		errors.Is(err, gocql.ErrConnectionClosed) || errors.Is(err, gocql.ErrSessionClosed) ||
+		errors.As(err, &unavail) || errors.As(err, &rto) || errors.As(err, &wto) || errors.As(err, &nerr) {
+		return fmt.Errorf("%w: %w", chat.Errorf(chat.EUNAVAILABLE, "message store unavailable"), err)
+	}
+	return err
 }
 
 // gocqlLogger adapts gocql's Printf-style logger to slog. gocql logs
