@@ -354,6 +354,7 @@ test('server restart: reconnecting banner, then resume with nothing missed or do
   await openRoomUI(bob, 'ops');
   await sendUI(alice, 'before restart');
   await waitForBody(bob, 'before restart');
+  assert.doesNotMatch(await alice.textContent('#history-status'), /No messages yet/);
 
   // E2E_KILL_SIGNAL=SIGKILL makes this a crash test of the server too.
   await server.stop(process.env.E2E_KILL_SIGNAL || 'SIGTERM');

@@ -447,6 +447,7 @@ function addMessages(roomId, msgs, { live = false, own = false } = {}) {
     added.push(m);
     if (isCurrent) insertEl(m, after);
   }
+  if (isCurrent && added.length && !r.loadingOlder) renderHistoryStatus();
   if (isCurrent && added.length && live) {
     const mine = added.some((m) => m.user_id === state.me.id);
     if (wasNearBottom || own || mine) scrollToBottom();
