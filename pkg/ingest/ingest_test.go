@@ -557,3 +557,29 @@ func BenchmarkSend(b *testing.B) {
 		})
 	}
 }
+
+// Without caches (a deployment without Redis) sends still work; only
+// cross-batch nonce dedupe is lost.
+func TestWithoutCaches(t *testing.T) {
+	e := newEnv(t)
+	s := ingest.NewServer(ingest.Config{}, ingest.Deps{NC: connect(t, e.embedded), Log: e.log, IDs: e.ids}, logger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	c := e.client(t, 30*time.Second)
+	var m chat.Message
+	var err error
+	poll(t, "a send to succeed", func() bool {
+		m, err = c.Send(context.Background(), req(1, 1, "no cache", "n"))
+		return err == nil
+	})
+	if m.Body != "no cache" {
+		t.Fatalf("got %+v", m)
+	}
+}
