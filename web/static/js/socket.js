@@ -70,8 +70,11 @@ export class ChatSocket {
       try { frame = JSON.parse(ev.data); } catch { return; }
       if (frame && typeof frame.type === 'string') this.onFrame(frame);
     };
-    ws.onclose = () => {
+    ws.onclose = (ev) => {
       if (this.ws !== ws) return;
+      // 1008 (policy) is how the server says the session was revoked: ask
+      // at once instead of after a few failed reconnects.
+      if (ev.code === 1008 && this.onGiveUpCheck) this.onGiveUpCheck();
       this.ws = null;
       clearInterval(this.pingTimer);
       // A connection that stayed up a while resets the backoff.
