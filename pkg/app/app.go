@@ -302,7 +302,13 @@ func (m *Main) openLog(ctx context.Context) (chat.Log, error) {
 		m.onClose(l.Close)
 		return l, nil
 	default:
-		l, err := jetstream.NewLog(ctx, m.nc, jetstream.LogConfig{MaxAge: cfg.EventLog.MaxAge}, m.Log.With("component", "jetstream"))
+		l, err := jetstream.NewLog(ctx, m.nc, jetstream.LogConfig{
+			MaxAge: cfg.EventLog.MaxAge,
+			// A batch held by a process that died is redelivered after
+			// AckWait; Consume sends in-progress acks while it works, so a
+			// short wait only speeds up recovery after a crash.
+			AckWait: 5 * time.Second,
+		}, m.Log.With("component", "jetstream"))
 		if err != nil {
 			return nil, fmt.Errorf("open jetstream log: %w", err)
 		}

@@ -343,7 +343,7 @@ func (w *wsConn) waitClosed() websocket.StatusCode {
 // eventually consistent reads (the store and index trail the log).
 func eventually(t testing.TB, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if f() {
 			return
