@@ -197,11 +197,12 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		args = append(args, int64(q.UserID))
 	}
 	// Rank IDs alone and read only the page's messages, so the sort does not
-	// carry every matching body; the window counts the matches in the same
-	// pass over the index.
-	// bm25 is only callable in the full-text query itself, hence the CTE.
+	// carry every matching body. The matches are gathered once (the CTE),
+	// then counted and ranked from memory: a second pass over the index
+	// for the count doubled the cost, and a window function for it defeated
+	// the top-N sort.
 	rows, err := tx.QueryContext(ctx, `WITH hits AS MATERIALIZED (SELECT messages_fts.rowid AS id, bm25(messages_fts) AS score`+from+`)
-		SELECT id, count(*) OVER () FROM hits ORDER BY score, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
+		SELECT id, (SELECT count(*) FROM hits) FROM hits ORDER BY score, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
