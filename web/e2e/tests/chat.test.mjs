@@ -144,7 +144,16 @@ test('two users chat both ways live, with typing and unread counts', () => withS
   await openRoomUI(alice, 'general');
   assert.equal(await roomButton(alice, 'general').locator('.badge').count(), 0);
   await waitForBody(alice, 'are you there?');
-  await sendUI(alice, 'yes, see https://example.com/docs');
+  // Keyboard only: the skip link leads to the message box.
+  await alice.reload();
+  await alice.waitForSelector('#composer:not([hidden])');
+  await waitForBody(alice, 'are you there?');
+  await alice.keyboard.press('Tab');
+  assert.equal(await alice.evaluate(() => document.activeElement.className), 'skip-link');
+  await alice.keyboard.press('Enter');
+  assert.equal(await alice.evaluate(() => document.activeElement.id), 'composer-input');
+  await alice.keyboard.type('yes, see https://example.com/docs');
+  await alice.keyboard.press('Enter');
   await waitForBody(bob, 'yes, see');
   await sleep(300);
   assertAscendingUnique(await shownIds(alice), 'alice');
@@ -314,7 +323,9 @@ test('search all rooms or one room, and jump to a result', () => withServer(asyn
   // Jump: open alpha with history around message 20, highlighted and in view.
   await page.selectOption('#search-scope', 'all');
   await page.click('#search-form button[type=submit]');
-  await page.locator('#search-results .result', { hasText: 'protocol' }).click();
+  // Keyboard: the result is a button, Enter opens it.
+  await page.locator('#search-results .result', { hasText: 'protocol' }).focus();
+  await page.keyboard.press('Enter');
   await page.waitForFunction(() => document.getElementById('room-name').textContent.includes('alpha'));
   const hl = page.locator('#message-list .msg.highlighted');
   await hl.waitFor();
@@ -336,6 +347,7 @@ test('search all rooms or one room, and jump to a result', () => withServer(asyn
   const nums = bodies.slice(first).map((b) => (b.startsWith('the pineapple') ? 20 : Number(b.split(' ').pop())));
   for (let i = 1; i < nums.length; i++) assert.equal(nums[i], nums[i - 1] + 1, `gap after message ${nums[i - 1]}`);
   await shot(page, 'search-jump');
+  assert.ok(page.apiCalls.some((c) => /\/rooms\/\d+\/history$/.test(c)), 'jump did not use /history');
   // Live messages still arrive after the jump.
   await server.api('POST', `/rooms/${alpha.id}/messages`, { body: 'live after jump' }, u.token);
   await waitForBody(page, 'live after jump');

@@ -138,6 +138,12 @@ export async function newPage(browser, server, { viewport = { width: 1280, heigh
     if (m.type() === 'error' && /Content.Security.Policy|Refused to/i.test(m.text())) page.errors.push(`console: ${m.text()}`);
   });
   page.on('dialog', async (d) => { page.dialogs.push(d.message()); await d.dismiss().catch(() => {}); });
+  // A 5xx from the API is a server bug whatever the UI then shows.
+  page.on('response', (r) => {
+    if (r.url().includes('/api/') && r.status() >= 500) page.errors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+  });
+  page.apiCalls = [];
+  page.on('request', (r) => { if (r.url().includes('/api/')) page.apiCalls.push(`${r.method()} ${new URL(r.url()).pathname}`); });
   page.setDefaultTimeout(15000);
   await page.goto('/');
   return page;

@@ -1089,6 +1089,11 @@ function highlight(mid) {
 // ---------------------------------------------------------------- wiring
 
 function wire() {
+  document.querySelector('.skip-link').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    const c = $('composer');
+    (c.hidden ? $('room-list').querySelector('button') || $('new-room-btn') : $('composer-input')).focus();
+  });
   $('tab-login').addEventListener('click', () => selectTab('login'));
   $('tab-register').addEventListener('click', () => selectTab('register'));
   for (const t of [$('tab-login'), $('tab-register')]) {
