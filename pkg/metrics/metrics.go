@@ -88,7 +88,8 @@ func New() *Metrics {
 
 // Handler serves the registry in the Prometheus text (or OpenMetrics)
 // format. A collector that fails is left out of the answer rather than
-// failing the whole scrape. On a nil Metrics it answers 404.
+// failing the whole scrape. It may be called more than once (the handlers
+// share one request counter). On a nil Metrics it answers 404.
 func (m *Metrics) Handler() http.Handler {
 	if m == nil {
 		return http.NotFoundHandler()
@@ -148,7 +149,7 @@ func (m *Metrics) BackendError(backend string) {
 }
 
 // BuildInfo exports chatd_build_info{version,commit,date} = 1, the usual way
-// to put the running version on a dashboard.
+// to put the running version on a dashboard. Call it once per Metrics.
 func (m *Metrics) BuildInfo(version, commit, date string) {
 	if m == nil {
 		return
@@ -209,7 +210,7 @@ type LogStats struct {
 }
 
 // Log exports the message log's counters, labelled backend="jetstream" or
-// "kafka", read from stats at each scrape.
+// "kafka", read from stats at each scrape. Call it once per backend.
 func (m *Metrics) Log(backend string, stats func() LogStats) {
 	if m == nil {
 		return
@@ -225,45 +226,49 @@ func (m *Metrics) Log(backend string, stats func() LogStats) {
 	))
 }
 
-// IngestStats is a snapshot of the ingest role's counters.
+// IngestStats is a snapshot of the ingest role's counters. Its fields match
+// ingest.Stats: metrics.IngestStats(srv.Stats()).
 type IngestStats struct {
-	Received   int64 // sends taken from NATS
-	Acked      int64 // sends acked once durable
-	Duplicates int64 // repeated nonces answered with the first message
-	Rejected   int64 // sends refused because the buffer was full (backpressure)
-	Failed     int64 // sends answered with an error (the append failed)
-	Batches    int64 // appends to the log
-	Queued     int64 // sends waiting in the buffer now
-	Capacity   int64 // size of the buffer (ingest.buffer)
+	Received     int64 // requests taken into the buffer
+	Appended     int64 // messages durably appended and acked
+	Duplicates   int64 // requests answered with an earlier message of the same nonce
+	RejectedBusy int64 // requests refused because the buffer was full
+	Invalid      int64 // malformed requests
+	Failed       int64 // requests answered unavailable after a failed append
+	Batches      int64 // batches processed
+	BufferLen    int   // requests waiting now
 }
 
 // Ingest exports the ingest role's counters, read from stats at each scrape.
+// Call it once per Metrics.
 func (m *Metrics) Ingest(stats func() IngestStats) {
 	if m == nil {
 		return
 	}
 	m.reg.MustRegister(newSnapshot(stats, nil,
-		counter("ingest_received_total", "Sends received by ingest.", func(s IngestStats) int64 { return s.Received }),
-		counter("ingest_acked_total", "Sends acked after the durable append.", func(s IngestStats) int64 { return s.Acked }),
+		counter("ingest_received_total", "Sends taken into the ingest buffer.", func(s IngestStats) int64 { return s.Received }),
+		counter("ingest_appended_total", "Sends appended durably to the log and acked.", func(s IngestStats) int64 { return s.Appended }),
 		counter("ingest_duplicates_total", "Sends with a repeated nonce, answered with the first message.", func(s IngestStats) int64 { return s.Duplicates }),
-		counter("ingest_rejected_total", "Sends refused because the ingest buffer was full.", func(s IngestStats) int64 { return s.Rejected }),
-		counter("ingest_failed_total", "Sends answered with an error.", func(s IngestStats) int64 { return s.Failed }),
+		counter("ingest_rejected_total", "Sends refused because the ingest buffer was full (backpressure).", func(s IngestStats) int64 { return s.RejectedBusy }),
+		counter("ingest_invalid_total", "Malformed send requests.", func(s IngestStats) int64 { return s.Invalid }),
+		counter("ingest_failed_total", "Sends answered unavailable after a failed append.", func(s IngestStats) int64 { return s.Failed }),
 		counter("ingest_batches_total", "Batches appended to the message log.", func(s IngestStats) int64 { return s.Batches }),
-		gauge("ingest_queued", "Sends waiting in the ingest buffer.", func(s IngestStats) int64 { return s.Queued }),
-		gauge("ingest_buffer_capacity", "Capacity of the ingest buffer.", func(s IngestStats) int64 { return s.Capacity }),
+		gauge("ingest_queued", "Sends waiting in the ingest buffer.", func(s IngestStats) int64 { return int64(s.BufferLen) }),
 	))
 }
 
 // SinkStats is a snapshot of one log consumer's counters (the store or
-// index role).
+// index role). Its fields match worker.Stats: metrics.SinkStats(s.Stats()).
 type SinkStats struct {
-	Batches  int64 // batches written and committed
-	Messages int64 // messages in those batches
-	Errors   int64 // failed write attempts (each is retried)
+	Batches           int64 // batches written
+	Messages          int64 // messages written
+	Errors            int64 // failed writes (each retry counts)
+	LastBatchSize     int64
+	LastBatchDuration time.Duration // of the last successful write
 }
 
 // Sink exports the counters of the log consumer name ("store", "index"),
-// labelled sink=name, read from stats at each scrape.
+// labelled sink=name, read from stats at each scrape. Call it once per name.
 func (m *Metrics) Sink(name string, stats func() SinkStats) {
 	if m == nil {
 		return
@@ -271,13 +276,16 @@ func (m *Metrics) Sink(name string, stats func() SinkStats) {
 	m.reg.MustRegister(newSnapshot(stats, prometheus.Labels{"sink": name},
 		counter("sink_batches_total", "Batches written to the sink's backend and committed.", func(s SinkStats) int64 { return s.Batches }),
 		counter("sink_messages_total", "Messages written to the sink's backend and committed.", func(s SinkStats) int64 { return s.Messages }),
-		counter("sink_errors_total", "Failed batch writes (retried).", func(s SinkStats) int64 { return s.Errors }),
+		counter("sink_errors_total", "Failed batch writes (each is retried).", func(s SinkStats) int64 { return s.Errors }),
+		gauge("sink_last_batch_size", "Messages in the last batch written.", func(s SinkStats) int64 { return s.LastBatchSize }),
+		seconds("sink_last_batch_seconds", "Time the last successful batch write took.", func(s SinkStats) time.Duration { return s.LastBatchDuration }),
 	))
 }
 
 // LogLag exports chatd_log_lag{group}: the messages the consumer group has
 // not committed, polled from lag at each scrape with LagTimeout. A failed
 // poll leaves the sample out and counts chatd_log_lag_errors_total{group}.
+// Call it once per group.
 func (m *Metrics) LogLag(group string, lag func(ctx context.Context) (int64, error)) {
 	if m == nil {
 		return
@@ -327,15 +335,19 @@ type snapshot[S any] struct {
 type field[S any] struct {
 	name, help string
 	kind       prometheus.ValueType
-	get        func(S) int64
+	get        func(S) float64
 }
 
 func counter[S any](name, help string, get func(S) int64) field[S] {
-	return field[S]{name, help, prometheus.CounterValue, get}
+	return field[S]{name, help, prometheus.CounterValue, func(s S) float64 { return float64(get(s)) }}
 }
 
 func gauge[S any](name, help string, get func(S) int64) field[S] {
-	return field[S]{name, help, prometheus.GaugeValue, get}
+	return field[S]{name, help, prometheus.GaugeValue, func(s S) float64 { return float64(get(s)) }}
+}
+
+func seconds[S any](name, help string, get func(S) time.Duration) field[S] {
+	return field[S]{name, help, prometheus.GaugeValue, func(s S) float64 { return get(s).Seconds() }}
 }
 
 func newSnapshot[S any](stats func() S, labels prometheus.Labels, fields ...field[S]) *snapshot[S] {
@@ -355,6 +367,6 @@ func (c *snapshot[S]) Describe(ch chan<- *prometheus.Desc) {
 func (c *snapshot[S]) Collect(ch chan<- prometheus.Metric) {
 	s := c.stats()
 	for i, f := range c.fields {
-		ch <- prometheus.MustNewConstMetric(c.descs[i], f.kind, float64(f.get(s)))
+		ch <- prometheus.MustNewConstMetric(c.descs[i], f.kind, f.get(s))
 	}
 }

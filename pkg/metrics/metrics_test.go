@@ -59,6 +59,15 @@ func TestHandlerServesRuntimeAndProcessMetrics(t *testing.T) {
 	}
 }
 
+func TestHandlerTwice(t *testing.T) {
+	m := metrics.New()
+	scrape(t, m)
+	body := scrape(t, m) // a second Handler on the same registry
+	if !strings.Contains(body, `promhttp_metric_handler_requests_total{code="200"} 1`) {
+		t.Errorf("second handler does not share the request counter:\n%s", body)
+	}
+}
+
 func TestMetricNamesLint(t *testing.T) {
 	m := metrics.New()
 	m.Gateway(func() metrics.GatewayStats { return metrics.GatewayStats{} })
@@ -149,15 +158,15 @@ chatd_log_appended_total{backend="kafka"} 0
 `, "chatd_log_appended_total")
 
 	log.Appended, log.Committed = 100, 90
-	in.Received, in.Acked, in.Rejected, in.Queued, in.Capacity = 105, 100, 5, 3, 8192
-	store.Batches, store.Messages = 4, 90
+	in.Received, in.Appended, in.RejectedBusy, in.BufferLen = 105, 100, 5, 3
+	store.Batches, store.Messages, store.LastBatchSize, store.LastBatchDuration = 4, 90, 30, 1500*time.Millisecond
 	index.Errors = 2
 
 	compare(t, m, `
 # HELP chatd_log_appended_total Messages appended durably to the message log.
 # TYPE chatd_log_appended_total counter
 chatd_log_appended_total{backend="kafka"} 100
-# HELP chatd_ingest_rejected_total Sends refused because the ingest buffer was full.
+# HELP chatd_ingest_rejected_total Sends refused because the ingest buffer was full (backpressure).
 # TYPE chatd_ingest_rejected_total counter
 chatd_ingest_rejected_total 5
 # HELP chatd_ingest_queued Sends waiting in the ingest buffer.
@@ -167,11 +176,15 @@ chatd_ingest_queued 3
 # TYPE chatd_sink_messages_total counter
 chatd_sink_messages_total{sink="index"} 0
 chatd_sink_messages_total{sink="store"} 90
-# HELP chatd_sink_errors_total Failed batch writes (retried).
+# HELP chatd_sink_errors_total Failed batch writes (each is retried).
 # TYPE chatd_sink_errors_total counter
 chatd_sink_errors_total{sink="index"} 2
 chatd_sink_errors_total{sink="store"} 0
-`, "chatd_log_appended_total", "chatd_ingest_rejected_total", "chatd_ingest_queued", "chatd_sink_messages_total", "chatd_sink_errors_total")
+# HELP chatd_sink_last_batch_seconds Time the last successful batch write took.
+# TYPE chatd_sink_last_batch_seconds gauge
+chatd_sink_last_batch_seconds{sink="index"} 0
+chatd_sink_last_batch_seconds{sink="store"} 1.5
+`, "chatd_log_appended_total", "chatd_ingest_rejected_total", "chatd_ingest_queued", "chatd_sink_messages_total", "chatd_sink_errors_total", "chatd_sink_last_batch_seconds")
 }
 
 func TestLogLagPolledAtScrape(t *testing.T) {
