@@ -422,18 +422,22 @@ func (l *Log) process(ctx context.Context, log *slog.Logger, raw []jetstream.Msg
 		}
 		backoff = min(2*backoff, l.cfg.RetryMax)
 	}
-	for _, m := range kept {
+	for _, m := range kept[:len(kept)-1] {
 		if err := m.Ack(); err != nil {
 			// The server redelivers after AckWait; handlers are
 			// idempotent, so this costs a rewrite, not a message.
 			log.Warn("ack failed", "err", err)
 		}
 	}
-	// Make sure the server has the acks before the next fetch or a return,
-	// so a consumer that stops now resumes after this batch.
-	if err := l.nc.FlushTimeout(5 * time.Second); err != nil {
-		log.Warn("flush acks failed", "err", err)
+	// Acking the last one synchronously means the server has processed
+	// the whole batch's acks (it takes a consumer's acks in order), so the
+	// batch is committed before the next fetch or a return: a consumer that
+	// stops now resumes right after it, and Lag no longer counts it.
+	actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := kept[len(kept)-1].DoubleAck(actx); err != nil {
+		log.Warn("ack failed", "err", err)
 	}
+	cancel()
 	l.committed.Add(int64(len(kept)))
 }
 
@@ -462,14 +466,24 @@ func (l *Log) keepInProgress(msgs []jetstream.Msg) (stop func()) {
 	return func() { close(done); wg.Wait() }
 }
 
+// nak hands msgs back for redelivery and returns once the server has
+// processed the naks. Acks are queued on the server apart from pull
+// requests, so without waiting, a consumer started next could be served
+// later messages before these, breaking room order across the handover.
 func (l *Log) nak(log *slog.Logger, msgs []jetstream.Msg) {
-	for _, m := range msgs {
+	for _, m := range msgs[:len(msgs)-1] {
 		if err := m.Nak(); err != nil {
 			log.Warn("nak failed", "err", err)
 			return
 		}
 	}
-	_ = l.nc.FlushTimeout(5 * time.Second)
+	// The server answers an ack sent as a request once it has processed it,
+	// and processes a consumer's acks in order: the reply to the last nak
+	// covers all of them.
+	last := msgs[len(msgs)-1]
+	if _, err := l.nc.Request(last.Reply(), []byte("-NAK"), 5*time.Second); err != nil {
+		log.Warn("nak failed", "err", err)
+	}
 }
 
 // Lag returns the messages the group has not committed: pending plus

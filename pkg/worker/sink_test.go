@@ -114,7 +114,11 @@ func checkRoomOrder(tb testing.TB, want, got []chat.Message) {
 	for _, m := range got {
 		q := next[m.RoomID]
 		if len(q) == 0 || q[0] != m.ID {
-			tb.Fatalf("room %d: wrote %d out of order, skipped or twice", m.RoomID, m.ID)
+			exp := chat.ID(0)
+			if len(q) > 0 {
+				exp = q[0]
+			}
+			tb.Fatalf("room %d: wrote %d, expected %d next: out of order, skipped or twice", m.RoomID, m.ID, exp)
 		}
 		next[m.RoomID] = q[1:]
 	}
