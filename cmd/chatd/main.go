@@ -169,6 +169,7 @@ func runServe(c *cli.Context, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer m.Close()
+	m.Metrics().BuildInfo(version, commit, date)
 	log.Info("chatd started", append([]any{"version", version}, m.Summary()...)...)
 	if cfg.Has("gateway") {
 		fmt.Fprintf(stdout, "chatd is running: open %s\n", openURL(m.Addr()))

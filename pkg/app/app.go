@@ -28,6 +28,7 @@ import (
 	"github.com/chatd/chatd/pkg/ingest"
 	"github.com/chatd/chatd/pkg/jetstream"
 	"github.com/chatd/chatd/pkg/kafka"
+	"github.com/chatd/chatd/pkg/metrics"
 	"github.com/chatd/chatd/pkg/natsbus"
 	"github.com/chatd/chatd/pkg/post"
 	"github.com/chatd/chatd/pkg/postgres"
@@ -62,6 +63,7 @@ type Main struct {
 	listener net.Listener
 	server   *http.Server
 	started  time.Time
+	metrics  *metrics.Metrics
 
 	closeOnce sync.Once
 }
@@ -78,7 +80,25 @@ type check struct {
 
 // New returns an unopened Main.
 func New(cfg config.Config, log *slog.Logger) *Main {
-	return &Main{Config: cfg, Log: log}
+	return &Main{Config: cfg, Log: log, metrics: metrics.New()}
+}
+
+// Metrics returns the process's metrics (served at /metrics).
+func (m *Main) Metrics() *metrics.Metrics { return m.metrics }
+
+// instrument wraps a sink's write with its batch histogram and the backend
+// error counter, so the workers stay free of metrics code.
+func (m *Main) instrument(sink, backend string, write func(context.Context, []chat.Message) error) func(context.Context, []chat.Message) error {
+	return func(ctx context.Context, msgs []chat.Message) error {
+		start := time.Now()
+		err := write(ctx, msgs)
+		if err != nil {
+			m.metrics.BackendError(backend)
+			return err
+		}
+		m.metrics.ObserveBatch(sink, len(msgs), time.Since(start))
+		return nil
+	}
 }
 
 func (m *Main) onClose(f func() error) { m.closers = append(m.closers, f) }
@@ -165,14 +185,19 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL},
 			ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}, m.Log.With("role", "ingest"))
 		m.addRunner("ingest", srv.Run)
+		m.metrics.Ingest(func() metrics.IngestStats { return metrics.IngestStats(srv.Stats()) })
 	}
 	if cfg.Has("store") {
-		s := worker.NewSink("store", "store", log, store.WriteMessages, m.Log.With("role", "store"))
+		s := worker.NewSink("store", "store", log, m.instrument("store", cfg.Store.Backend, store.WriteMessages), m.Log.With("role", "store"))
 		m.addRunner("store", s.Run)
+		m.metrics.Sink("store", func() metrics.SinkStats { return metrics.SinkStats(s.Stats()) })
+		m.metrics.LogLag("store", s.Lag)
 	}
 	if cfg.Has("index") {
-		s := worker.NewSink("index", "index", log, index.IndexMessages, m.Log.With("role", "index"))
+		s := worker.NewSink("index", "index", log, m.instrument("index", cfg.Search.Backend, index.IndexMessages), m.Log.With("role", "index"))
 		m.addRunner("index", s.Run)
+		m.metrics.Sink("index", func() metrics.SinkStats { return metrics.SinkStats(s.Stats()) })
+		m.metrics.LogLag("index", s.Lag)
 	}
 	if cfg.GRPC.Addr != "" {
 		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))
@@ -312,6 +337,7 @@ func (m *Main) openLog(ctx context.Context) (chat.Log, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open jetstream log: %w", err)
 		}
+		m.metrics.Log("jetstream", func() metrics.LogStats { return metrics.LogStats(l.Stats()) })
 		return l, nil
 	}
 }
@@ -383,6 +409,7 @@ func (m *Main) openHTTP(ctx context.Context) error {
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.HandleFunc("GET /readyz", m.serveReady)
+	mux.Handle("GET /metrics", m.metrics.Handler())
 	if cfg.Has("gateway") {
 		auth := user.NewAuthCache(m.users, m.nc, cfg.Sessions.CacheTTL, m.Log.With("component", "auth"))
 		m.addRunner("auth-cache", auth.Run)
@@ -391,6 +418,7 @@ func (m *Main) openHTTP(ctx context.Context) error {
 			limit.Burst = limit.Rate
 		}
 		poster := post.New(m.rooms, m.cache, limit, ingest.NewClient(m.nc, cfg.Ingest.Timeout))
+		poster.Observe(m.metrics.ObserveAck, func() { m.metrics.RateLimited("send") })
 		gw := gateway.New(gateway.Config{
 			MaxFrameBytes:   cfg.Gateway.MaxFrameBytes,
 			SendQueue:       cfg.Gateway.SendQueue,
@@ -403,6 +431,7 @@ func (m *Main) openHTTP(ctx context.Context) error {
 		}, gateway.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster, NC: m.nc}, m.Log.With("role", "gateway"))
 		gw.Register(mux)
 		m.addRunner("gateway", gw.Run)
+		m.metrics.Gateway(func() metrics.GatewayStats { return metrics.GatewayStats(gw.Stats()) })
 		api := httpapi.New(httpapi.Config{MaxBodyBytes: cfg.HTTP.MaxBodyBytes, AllowedOrigins: cfg.HTTP.AllowedOrigins, SecureCookies: cfg.HTTP.SecureCookies},
 			httpapi.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster}, m.Log.With("component", "http"))
 		api.Register(mux)

@@ -22,6 +22,15 @@ type Poster struct {
 	limiter Limiter
 	limit   redis.Limit // zero Rate: no limit
 	sender  chat.Sender
+
+	onAck     func(time.Duration) // ack latency of successful sends
+	onLimited func()              // a send refused by the rate limit
+}
+
+// Observe sets hooks for metrics: ack receives the time from handing a send
+// to ingest until its durable ack; limited is called per refused send.
+func (p *Poster) Observe(ack func(time.Duration), limited func()) {
+	p.onAck, p.onLimited = ack, limited
 }
 
 // New returns a Poster. A zero limit.Rate turns rate limiting off.
@@ -46,8 +55,16 @@ func (p *Poster) Post(ctx context.Context, caller chat.Caller, roomID chat.ID, b
 			return chat.Message{}, err
 		}
 		if wait > 0 {
+			if p.onLimited != nil {
+				p.onLimited()
+			}
 			return chat.Message{}, &chat.Error{Code: chat.ERATELIMITED, Message: "sending too fast; slow down", RetryAfterMillis: max(wait.Milliseconds(), 1)}
 		}
 	}
-	return p.sender.Send(ctx, chat.SendRequest{RoomID: roomID, UserID: caller.User.ID, Username: caller.User.Username, Body: body, Nonce: nonce})
+	start := time.Now()
+	m, err := p.sender.Send(ctx, chat.SendRequest{RoomID: roomID, UserID: caller.User.ID, Username: caller.User.Username, Body: body, Nonce: nonce})
+	if err == nil && p.onAck != nil {
+		p.onAck(time.Since(start))
+	}
+	return m, err
 }
