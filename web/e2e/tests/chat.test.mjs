@@ -415,6 +415,7 @@ test('own message is pending at once, final on ack, retry after an error', () =>
   // Sit between the page and the server's WebSocket: hold one send, and
   // answer another with an error, as a rate-limited server would.
   let failed = false;
+  let limited = false;
   const setup = (context) => context.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
     const srv = ws.connectToServer();
     ws.onMessage((m) => {
@@ -422,6 +423,11 @@ test('own message is pending at once, final on ack, retry after an error', () =>
       try { f = JSON.parse(m); } catch { /* forward as is */ }
       if (f.type === 'send' && f.body === 'fail me once' && !failed) {
         failed = true;
+        ws.send(JSON.stringify({ type: 'error', code: 'unavailable', message: 'try later', nonce: f.nonce, room_id: f.room_id }));
+        return;
+      }
+      if (f.type === 'send' && f.body === 'rate me once' && !limited) {
+        limited = true;
         ws.send(JSON.stringify({ type: 'error', code: 'rate_limited', message: 'slow down', nonce: f.nonce, retry_after_ms: 1500 }));
         return;
       }
@@ -447,20 +453,50 @@ test('own message is pending at once, final on ack, retry after an error', () =>
   await sendUI(alice, 'fail me once');
   const failedEl = alice.locator('#message-list .msg.failed', { hasText: 'fail me once' });
   await failedEl.waitFor();
-  assert.match(await failedEl.textContent(), /Not sent: Sending too fast: retry in 2 s/);
+  assert.match(await failedEl.textContent(), /Not sent: try later/);
   await shot(alice, 'send-failed');
   await failedEl.getByRole('button', { name: 'Retry' }).click();
   await waitForBody(alice, 'fail me once');
   await failedEl.waitFor({ state: 'detached' });
   await waitForBody(bob, 'fail me once');
+
+  // rate_limited: shown, then retried by itself after retry_after_ms.
+  await sendUI(alice, 'rate me once');
+  const held = alice.locator('#message-list .msg.failed', { hasText: 'rate me once' });
+  await held.waitFor();
+  assert.match(await held.textContent(), /sending too fast: retrying in 2 s/);
+  await waitForBody(bob, 'rate me once');
+  await held.waitFor({ state: 'detached' });
   await sleep(300);
   for (const p of [alice, bob]) {
-    assert.deepEqual(await finalBodies(p), ['slow ack', 'fail me once']);
+    assert.deepEqual(await finalBodies(p), ['slow ack', 'fail me once', 'rate me once']);
     assert.equal(await p.locator('#message-list .msg.pending').count(), 0);
   }
   noErrors(alice, bob);
   await Promise.all([alice.context().close(), bob.context().close()]);
 }));
+
+test('with the real send limit, a burst of sends is held back and retried, none lost or doubled', async () => {
+  const server = await Server.create({ CHATD_LIMITS_SEND_RATE: '1', CHATD_LIMITS_SEND_BURST: '1', CHATD_LIMITS_SEND_PERIOD: '1s' });
+  try {
+    const page = await newPage(browser, server);
+    await registerUI(page, 'hasty');
+    await createRoomUI(page, 'burst');
+    const want = ['one', 'two', 'three', 'four'];
+    for (const w of want) await sendUI(page, w);
+    await page.locator('#message-list .msg.failed', { hasText: 'sending too fast' }).first().waitFor({ timeout: 5000 });
+    await page.waitForFunction(() => document.querySelectorAll('#message-list .msg.pending').length === 0, null, { timeout: 30000 });
+    const got = await finalBodies(page);
+    assert.deepEqual([...got].sort(), [...want].sort());
+    assertAscendingUnique(await shownIds(page), 'burst');
+    const held = page.apiCalls.length; // no REST fallback storm either
+    assert.ok(held < 40, `${held} API calls`);
+    noErrors(page);
+    await page.context().close();
+  } finally {
+    await server.close();
+  }
+});
 
 test('a dropped connection rejoins with since; a truncated replay reloads the room', () => withServer(async (server) => {
   // Between page and server: while `deaf`, message frames from the server

@@ -208,7 +208,7 @@ function endSession() {
   if (state.socket) state.socket.stop();
   state.socket = null;
   clearInterval(state.roomTimer);
-  for (const r of state.rs.values()) for (const p of r.pending.values()) clearTimeout(p.timer);
+  for (const r of state.rs.values()) for (const p of r.pending.values()) { clearTimeout(p.timer); clearTimeout(p.retryTimer); }
   state.me = null;
   state.rooms.clear();
   state.rs.clear();
@@ -383,12 +383,8 @@ function onErrorFrame(f) {
     for (const r of state.rs.values()) {
       const p = r.pending.get(f.nonce);
       if (!p) continue;
-      let msg = f.message || f.code;
-      if (f.code === 'rate_limited') {
-        const s = Math.ceil((f.retry_after_ms || 1000) / 1000);
-        msg = `Sending too fast: retry in ${s} s`;
-      }
-      failPending(p, msg);
+      if (f.code === 'rate_limited') rateLimited(p, f.retry_after_ms || 1000);
+      else failPending(p, f.message || f.code);
       return;
     }
   }
@@ -405,7 +401,7 @@ function roomGone(id, why) {
   if (!room) return;
   state.rooms.delete(id);
   const r = state.rs.get(id);
-  if (r) for (const p of r.pending.values()) clearTimeout(p.timer);
+  if (r) for (const p of r.pending.values()) { clearTimeout(p.timer); clearTimeout(p.retryTimer); }
   state.rs.delete(id);
   if (state.current === id) {
     state.current = null;
@@ -462,6 +458,7 @@ function resolvePending(r, nonce) {
   const p = r.pending.get(nonce);
   if (!p) return;
   clearTimeout(p.timer);
+  clearTimeout(p.retryTimer);
   r.pending.delete(nonce);
   const e = state.pendingEls.get(nonce);
   if (e) { e.remove(); state.pendingEls.delete(nonce); }
@@ -897,7 +894,7 @@ function onSend(ev) {
   if (!body || !state.current) return;
   if ([...body].length > 4000) { notice('A message can have at most 4,000 characters.', 'error'); return; }
   const r = rs(state.current);
-  const p = { nonce: newNonce(), roomId: state.current, body, status: 'sending', error: '', timer: null };
+  const p = { nonce: newNonce(), roomId: state.current, body, status: 'sending', error: '', timer: null, retryTimer: null, autoRetries: 0 };
   r.pending.set(p.nonce, p);
   const e = pendingEl(p);
   state.pendingEls.set(p.nonce, e);
@@ -911,6 +908,7 @@ function onSend(ev) {
 }
 
 function transmit(p) {
+  clearTimeout(p.retryTimer);
   p.status = 'sending';
   p.error = '';
   updatePendingEl(p);
@@ -924,9 +922,23 @@ function transmit(p) {
   call('POST', `/rooms/${p.roomId}/messages`, { body: p.body, nonce: p.nonce })
     .then((m) => { if (!m.nonce) m.nonce = p.nonce; addMessages(p.roomId, [m], { live: true, own: true }); })
     .catch((e) => {
-      if (e.status === 429) failPending(p, `sending too fast: retry in ${e.retryAfter ?? 1} s`);
+      if (e.status === 429) rateLimited(p, (e.retryAfter ?? 1) * 1000);
       else failPending(p, errText(e));
     });
+}
+
+// rateLimited marks a send as held back and tries it again, with the same
+// nonce, once the server's window has passed (a few times at most).
+function rateLimited(p, ms) {
+  const s = Math.max(1, Math.ceil(ms / 1000));
+  p.autoRetries = (p.autoRetries || 0) + 1;
+  if (p.autoRetries > 5) { failPending(p, `sending too fast: retry in ${s} s`); return; }
+  failPending(p, `sending too fast: retrying in ${s} s`);
+  clearTimeout(p.retryTimer);
+  p.retryTimer = setTimeout(() => {
+    const r = state.rs.get(p.roomId);
+    if (r && r.pending.has(p.nonce) && p.status === 'failed') transmit(p);
+  }, ms + 50);
 }
 
 function failPending(p, msg) {
@@ -935,6 +947,7 @@ function failPending(p, msg) {
   clearTimeout(p.timer);
   p.status = 'failed';
   p.error = msg;
+  p.timer = null;
   updatePendingEl(p);
 }
 
