@@ -288,48 +288,30 @@ func (s *Server) process(batch []request) {
 			return
 		}
 	}
+	// Every request's answer is (re)appended. A repeated nonce is answered
+	// with the first message, appended again under its own ID: if the first
+	// send's append failed (wholly, or after part of the batch reached the
+	// log), this makes the message we ack durable, and since the log and
+	// every store deduplicate by message ID, a second copy is harmless. The
+	// claim is never released, so a retry can never be stored under a new
+	// ID next to a copy that did reach the log.
 	toAppend := make([]chat.Message, 0, len(fresh))
 	appendIdx := make([]int, 0, len(fresh))
 	for k, i := range fresh {
+		answer[i] = &msgs[i]
 		if prior != nil && prior[k] != nil {
 			answer[i] = prior[k]
-			continue
 		}
-		answer[i] = &msgs[i]
-		toAppend = append(toAppend, msgs[i])
+		toAppend = append(toAppend, *answer[i])
 		appendIdx = append(appendIdx, i)
 	}
 	for i, j := range dupOf {
 		answer[i] = answer[j]
 	}
-	own := make(map[*chat.Message]bool, len(appendIdx))
-	for _, i := range appendIdx {
-		own[&msgs[i]] = true
-	}
 
 	if err := s.deps.Log.Append(ctx, toAppend); err != nil {
 		s.log.Error("append failed", "err", err, "messages", len(toAppend))
-		if s.deps.Nonces != nil {
-			// A fresh context: ctx may be what just expired.
-			rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := s.deps.Nonces.ReleaseNonces(rctx, toAppend); err != nil {
-				// The claims expire with their TTL; until then a retry is
-				// answered with a message that was never stored.
-				s.log.Error("release nonces failed", "err", err)
-			}
-			rcancel()
-		}
-		failErr := chat.Errorf(chat.EUNAVAILABLE, "message not stored; retry with the same nonce")
-		for i, r := range batch {
-			if !own[answer[i]] {
-				// Answered from the cache: stored by an earlier send.
-				s.duplicates.Add(1)
-				s.respondMsg(r.reply, encodeMessage(s.log, *answer[i]))
-				continue
-			}
-			s.failed.Add(1)
-			s.respondErr(r.reply, failErr)
-		}
+		s.failAll(batch, chat.Errorf(chat.EUNAVAILABLE, "message not stored; retry with the same nonce"))
 		return
 	}
 	s.appended.Add(int64(len(toAppend)))
@@ -358,7 +340,14 @@ func (s *Server) process(batch []request) {
 		s.respondMsg(r.reply, b)
 	}
 	for _, i := range appendIdx {
-		m := &msgs[i]
+		m := answer[i]
+		if m != &msgs[i] {
+			// A repeat is not fanned out again: clients may render every
+			// message frame they get. (Should the first attempt's append
+			// have failed outright, other members see the message on their
+			// next join or page instead of live; the sender has its ack.)
+			continue
+		}
 		b := encoded[m]
 		frame := make([]byte, 0, len(b)+32)
 		frame = append(frame, `{"type":"message","message":`...)

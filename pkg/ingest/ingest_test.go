@@ -82,6 +82,9 @@ type gateLog struct {
 	mu   sync.Mutex
 	gate chan struct{} // nil: open
 	fail atomic.Int32
+	// failAfter > 0: the next Appends reach the log and then report an
+	// error, as a timeout after the broker stored the batch would.
+	failAfter atomic.Int32
 }
 
 func (g *gateLog) close() {
@@ -105,6 +108,12 @@ func (g *gateLog) Append(ctx context.Context, msgs []chat.Message) error {
 	g.mu.Unlock()
 	if gate != nil {
 		<-gate
+	}
+	if g.failAfter.Add(-1) >= 0 {
+		if err := g.Log.Append(ctx, msgs); err != nil {
+			return err
+		}
+		return errors.New("ack lost after the append reached the log")
 	}
 	if g.fail.Add(-1) >= 0 {
 		return errors.New("disk on fire at /var/lib/secret")
@@ -219,6 +228,38 @@ func storedCount(tb testing.TB, l chat.Log) int64 {
 		tb.Fatal(err)
 	}
 	return n
+}
+
+var inspectSeq atomic.Int64
+
+// storedMessages reads everything in the log through a fresh consumer group.
+func storedMessages(tb testing.TB, l chat.Log) []chat.Message {
+	tb.Helper()
+	want := storedCount(tb, l)
+	group := fmt.Sprintf("inspect-%d", inspectSeq.Add(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var got []chat.Message
+	go func() {
+		_ = l.Consume(ctx, group, func(_ context.Context, ms []chat.Message) error {
+			mu.Lock()
+			got = append(got, ms...)
+			n := len(got)
+			mu.Unlock()
+			if int64(n) >= want {
+				cancel()
+			}
+			return nil
+		})
+	}()
+	<-ctx.Done()
+	mu.Lock()
+	defer mu.Unlock()
+	if int64(len(got)) < want {
+		tb.Fatalf("read %d of %d logged messages", len(got), want)
+	}
+	return got
 }
 
 func TestSendEndToEnd(t *testing.T) {
@@ -429,27 +470,45 @@ func TestAckTimeoutIsUnavailable(t *testing.T) {
 	}
 }
 
-func TestAppendFailureReleasesNonce(t *testing.T) {
-	e := newEnv(t)
-	e.start(t, ingest.Config{})
-	c := e.client(t, 0)
-	e.glog.fail.Store(1)
-	_, err := c.Send(context.Background(), req(1, 4, "x", "retry-me"))
-	if chat.ErrorCode(err) != chat.EUNAVAILABLE {
-		t.Fatalf("got %v, want unavailable", err)
-	}
-	if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "fire") {
-		t.Fatalf("internal error text reached the client: %v", err)
-	}
-	if e.nonces.claimed(4, "retry-me") {
-		t.Fatal("nonce still claimed after a failed append")
-	}
-	m, err := c.Send(context.Background(), req(1, 4, "x", "retry-me"))
-	if err != nil || m.Body != "x" {
-		t.Fatalf("retry: %+v, %v", m, err)
-	}
-	if n := storedCount(t, e.log); n != 1 {
-		t.Fatalf("log holds %d, want 1", n)
+// After a failed append the nonce stays claimed: the retry is answered
+// with the first message, appended again under the same ID, so the client
+// gets one message however the failure went.
+func TestAppendFailureKeepsNonce(t *testing.T) {
+	for _, partial := range []bool{false, true} {
+		t.Run(fmt.Sprintf("reached_log=%v", partial), func(t *testing.T) {
+			e := newEnv(t)
+			e.start(t, ingest.Config{})
+			c := e.client(t, 0)
+			if partial {
+				e.glog.failAfter.Store(1)
+			} else {
+				e.glog.fail.Store(1)
+			}
+			_, err := c.Send(context.Background(), req(1, 4, "x", "retry-me"))
+			if chat.ErrorCode(err) != chat.EUNAVAILABLE {
+				t.Fatalf("got %v, want unavailable", err)
+			}
+			if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "fire") {
+				t.Fatalf("internal error text reached the client: %v", err)
+			}
+			m, err := c.Send(context.Background(), req(1, 4, "x", "retry-me"))
+			if err != nil || m.Body != "x" {
+				t.Fatalf("retry: %+v, %v", m, err)
+			}
+			again, err := c.Send(context.Background(), req(1, 4, "x", "retry-me"))
+			if err != nil || again.ID != m.ID {
+				t.Fatalf("second retry: %v (%v), want the same message %v", again.ID, err, m.ID)
+			}
+			// The log may hold the message more than once (the stores
+			// deduplicate by ID), but only ever under one ID.
+			ids := map[chat.ID]bool{}
+			for _, sm := range storedMessages(t, e.log) {
+				ids[sm.ID] = true
+			}
+			if len(ids) != 1 || !ids[m.ID] {
+				t.Fatalf("log holds IDs %v, want only %v", ids, m.ID)
+			}
+		})
 	}
 }
 
