@@ -78,6 +78,19 @@ test('accounts: register, field errors, reload keeps the session, logout', () =>
   await page.reload();
   await page.waitForSelector('#chat-view:not([hidden])');
   assert.match(await page.textContent('#me-name'), /carol/);
+  // The API answering 503 at load (a server starting up): the UI keeps the
+  // session and retries instead of asking for the password again.
+  let refusals = 2;
+  await page.route('**/api/v1/users/me', (route) => (refusals-- > 0
+    ? route.fulfill({ status: 503, contentType: 'application/json', headers: { 'x-e2e-injected': '1' }, body: '{"error":{"code":"unavailable","message":"starting"}}' })
+    : route.fallback()));
+  await page.reload();
+  await page.waitForSelector('#conn-banner:not([hidden])');
+  assert.ok(await page.isHidden('#auth-view'));
+  await page.waitForSelector('#chat-view:not([hidden])', { timeout: 20000 });
+  assert.ok(await page.isHidden('#conn-banner'));
+  await page.unroute('**/api/v1/users/me');
+
   // A second tab shares the session; logging out in one ends the other,
   // whose WebSocket the server closes.
   const tab2 = await page.context().newPage();

@@ -140,7 +140,7 @@ export async function newPage(browser, server, { viewport = { width: 1280, heigh
   page.on('dialog', async (d) => { page.dialogs.push(d.message()); await d.dismiss().catch(() => {}); });
   // A 5xx from the API is a server bug whatever the UI then shows.
   page.on('response', (r) => {
-    if (r.url().includes('/api/') && r.status() >= 500) page.errors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
+    if (r.url().includes('/api/') && r.status() >= 500 && !r.headers()['x-e2e-injected']) page.errors.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`);
   });
   page.apiCalls = [];
   page.on('request', (r) => { if (r.url().includes('/api/')) page.apiCalls.push(`${r.method()} ${new URL(r.url()).pathname}`); });

@@ -1161,16 +1161,32 @@ function wire() {
   setInterval(() => { if (state.current) renderTyping(); }, 1000);
 }
 
-async function boot() {
-  wire();
-  // With a stored token, or just the HttpOnly cookie, we may already be in.
+// resume signs in from a stored token, or just the HttpOnly cookie. While the
+// server is unreachable (a restart) it keeps trying instead of asking for a
+// password the user has already given.
+async function resume(attempt = 0) {
+  if (state.me) return;
   try {
     const me = await api('GET', '/users/me');
-    await startChat(me);
+    if (!state.me) await startChat(me);
   } catch (e) {
+    const down = e instanceof ApiError && (e.status === 0 || e.status >= 500);
     if (e instanceof ApiError && e.status === 401) auth.token = '';
-    showAuth(e instanceof ApiError && e.status !== 401 ? errText(e) : '');
+    if (down && auth.token) {
+      $('auth-view').hidden = true;
+      const b = $('conn-banner');
+      b.hidden = false;
+      b.textContent = 'Reconnecting…';
+      setTimeout(() => resume(attempt + 1), Math.min(10000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2));
+      return;
+    }
+    showAuth(down ? errText(e) : '');
   }
+}
+
+function boot() {
+  wire();
+  resume();
 }
 
 boot();
