@@ -24,9 +24,6 @@ type NonceCache interface {
 	// result[i] is nil if msgs[i] may be stored (claimed now, or no nonce),
 	// else the message first stored with that nonce.
 	ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.Duration) ([]*chat.Message, error)
-	// ReleaseNonces undoes claims after a failed append, so the client's
-	// retry with the same nonce is stored.
-	ReleaseNonces(ctx context.Context, msgs []chat.Message) error
 }
 
 // RecentCache keeps each room's last acknowledged messages, so reads can

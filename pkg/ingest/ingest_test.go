@@ -47,15 +47,6 @@ func (c *memNonces) ClaimNonces(_ context.Context, msgs []chat.Message, _ time.D
 	return out, nil
 }
 
-func (c *memNonces) ReleaseNonces(_ context.Context, msgs []chat.Message) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, m := range msgs {
-		delete(c.m, nonceKey(m))
-	}
-	return nil
-}
-
 func (c *memNonces) claimed(user chat.ID, nonce string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -233,24 +233,6 @@ func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.D
 	return out, nil
 }
 
-// ReleaseNonces drops the claims of messages whose append failed, so a
-// retry with the same nonce is stored.
-func (c *Cache) ReleaseNonces(ctx context.Context, msgs []chat.Message) error {
-	var keys []string
-	for _, m := range msgs {
-		if m.Nonce != "" {
-			keys = append(keys, c.nonceKey(m))
-		}
-	}
-	if len(keys) == 0 {
-		return nil
-	}
-	if err := c.rdb.Del(ctx, keys...).Err(); err != nil {
-		return unavailable("release nonces", err)
-	}
-	return nil
-}
-
 // --- recent window ---
 
 func (c *Cache) recentKey(room chat.ID) string { return c.key("recent", room.String()) }
