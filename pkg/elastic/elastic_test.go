@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
@@ -154,5 +156,39 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	_, err = ix.Search(ctx, chat.SearchQuery{Text: "x", RoomIDs: []chat.ID{1}})
 	if chat.ErrorCode(err) != chat.EUNAVAILABLE {
 		t.Fatalf("Search on an unreachable cluster: %v (code %s), want unavailable", err, chat.ErrorCode(err))
+	}
+}
+
+// TestOpenSearchFlavor checks that the v8 client accepts a server that does
+// not claim to be Elasticsearch only with the opensearch flavor
+// (elastic/go-elasticsearch#515), and that it then sends plain JSON.
+func TestOpenSearchFlavor(t *testing.T) {
+	var accept string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		accept = r.Header.Get("Accept")
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"hits":{"total":{"value":0},"hits":[]}}`))
+	}))
+	defer srv.Close()
+	t.Setenv("ELASTIC_CLIENT_APIVERSIONING", "true")
+	q := chat.SearchQuery{Text: "x", RoomIDs: []chat.ID{1}}
+
+	strict, err := Open(context.Background(), Config{Addresses: []string{srv.URL}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := strict.Search(context.Background(), q); err == nil {
+		t.Fatal("elasticsearch flavor accepted a server without X-Elastic-Product")
+	}
+
+	lenient, err := Open(context.Background(), Config{Addresses: []string{srv.URL}, Flavor: FlavorOpenSearch}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lenient.Search(context.Background(), q); err != nil {
+		t.Fatalf("opensearch flavor: %v", err)
+	}
+	if strings.Contains(accept, "vnd.elasticsearch") {
+		t.Fatalf("opensearch flavor sent Accept %q", accept)
 	}
 }
