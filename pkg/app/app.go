@@ -183,18 +183,18 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	}
 	if cfg.Has("ingest") {
 		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL},
-			ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}, m.Log.With("role", "ingest"))
+			ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}, m.Log)
 		m.addRunner("ingest", srv.Run)
 		m.metrics.Ingest(func() metrics.IngestStats { return metrics.IngestStats(srv.Stats()) })
 	}
 	if cfg.Has("store") {
-		s := worker.NewSink("store", "store", log, m.instrument("store", cfg.Store.Backend, store.WriteMessages), m.Log.With("role", "store"))
+		s := worker.NewSink("store", "store", log, m.instrument("store", cfg.Store.Backend, store.WriteMessages), m.Log)
 		m.addRunner("store", s.Run)
 		m.metrics.Sink("store", func() metrics.SinkStats { return metrics.SinkStats(s.Stats()) })
 		m.metrics.LogLag("store", s.Lag)
 	}
 	if cfg.Has("index") {
-		s := worker.NewSink("index", "index", log, m.instrument("index", cfg.Search.Backend, index.IndexMessages), m.Log.With("role", "index"))
+		s := worker.NewSink("index", "index", log, m.instrument("index", cfg.Search.Backend, index.IndexMessages), m.Log)
 		m.addRunner("index", s.Run)
 		m.metrics.Sink("index", func() metrics.SinkStats { return metrics.SinkStats(s.Stats()) })
 		m.metrics.LogLag("index", s.Lag)

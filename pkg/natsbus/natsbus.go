@@ -94,7 +94,6 @@ func StartEmbedded(cfg EmbeddedConfig, log *slog.Logger) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new nats server: %w", err)
 	}
-	log = log.With("component", "nats-server")
 	srv.SetLoggerV2(&slogAdapter{log: log}, false, false, false)
 	srv.Start()
 	wait := cfg.ReadyTimeout
@@ -158,7 +157,9 @@ func routeURL(s string) (*url.URL, error) {
 // slogAdapter makes nats-server log through slog.
 type slogAdapter struct{ log *slog.Logger }
 
-func (a *slogAdapter) Noticef(format string, v ...any) { a.log.Info(fmt.Sprintf(format, v...)) }
+// Noticef logs at debug: nats-server's notices are its start-up banner and
+// routine state changes, which would drown chatd's own start-up line.
+func (a *slogAdapter) Noticef(format string, v ...any) { a.log.Debug(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Warnf(format string, v ...any)   { a.log.Warn(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Fatalf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Errorf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
@@ -179,7 +180,7 @@ type ConnectConfig struct {
 // forever: a chat node without its bus is useless, and giving up would
 // leave roles holding a dead connection.
 func Connect(ctx context.Context, cfg ConnectConfig, log *slog.Logger) (*nats.Conn, error) {
-	log = log.With("component", "nats", "conn", cfg.Name)
+	log = log.With("conn", cfg.Name)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(-1),
