@@ -20,6 +20,7 @@ import (
 
 	"github.com/chatd/chatd"
 	"github.com/chatd/chatd/pkg/app"
+	"github.com/chatd/chatd/pkg/bench"
 	"github.com/chatd/chatd/pkg/config"
 )
 
@@ -65,6 +66,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		Action: func(c *cli.Context) error { return runServe(c, stdout, stderr) },
 		Commands: []*cli.Command{
 			serve,
+			bench.Command(),
 			{
 				Name:   "migrate",
 				Usage:  "create or upgrade the schemas of the configured backends, then exit",

@@ -1,0 +1,228 @@
+package bench
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBodyRoundTrip(t *testing.T) {
+	for _, size := range []int{0, 10, 47, 100, 4000} {
+		s := stamp{Step: 3, Pub: 1234, Seq: 987654, Sent: time.Now().UnixNano()}
+		b := encodeBody(nil, s, size)
+		if size > len(b) || (size >= 60 && len(b) != size) {
+			t.Errorf("size %d: body is %d bytes", size, len(b))
+		}
+		if strings.ContainsAny(string(b), "\"\\") || strings.HasSuffix(string(b), " ") {
+			t.Errorf("body %q needs escaping or trimming", b)
+		}
+		got, ok := decodeBody(b)
+		if !ok || got != s {
+			t.Errorf("size %d: decode %q = %+v, %v; want %+v", size, b, got, ok, s)
+		}
+	}
+	for _, bad := range []string{"", "hello", "cb1 1 2 3", "cb2 1 2 3 4", "cb1 1 2 x 4", "cb1 -1 2 3 4"} {
+		if _, ok := decodeBody([]byte(bad)); ok {
+			t.Errorf("decodeBody(%q) accepted", bad)
+		}
+	}
+}
+
+func TestNonceRoundTrip(t *testing.T) {
+	s := stamp{Step: 1, Pub: 7, Seq: 42, Sent: 1700000000000000000}
+	n := encodeNonce(nil, s)
+	if got, ok := decodeNonce(n); !ok || got != s {
+		t.Fatalf("decode %q = %+v %v", n, got, ok)
+	}
+	for _, bad := range []string{"", "1.2.3", "1.2.3.4.5", "a.2.3.4", "1..3.4"} {
+		if _, ok := decodeNonce([]byte(bad)); ok {
+			t.Errorf("decodeNonce(%q) accepted", bad)
+		}
+	}
+}
+
+func TestSendFrameAndFields(t *testing.T) {
+	s := stamp{Step: 2, Pub: 5, Seq: 9, Sent: 123}
+	f := sendFrame(nil, "777", s, 100)
+	if ty, _ := stringField(f, "type"); string(ty) != "send" {
+		t.Errorf("type %q", ty)
+	}
+	if r, _ := stringField(f, "room_id"); string(r) != "777" {
+		t.Errorf("room %q", r)
+	}
+	body, _ := stringField(f, "body")
+	if got, ok := decodeBody(body); !ok || got != s {
+		t.Errorf("body %q", body)
+	}
+	// A server message frame: the first "type" is the frame's.
+	msg := []byte(`{"type":"message","message":{"id":"1","room_id":"777","user_id":"2","username":"a","body":"` + string(body) + `","created_at":"x","nonce":"n"}}`)
+	if ty, _ := stringField(msg, "type"); string(ty) != "message" {
+		t.Errorf("message type %q", ty)
+	}
+	if b, ok := stringField(msg, "body"); !ok || string(b) != string(body) {
+		t.Errorf("message body %q", b)
+	}
+	if _, ok := stringField([]byte(`{"type":"message","message":{"body":"a \"quoted\" b"}}`), "body"); ok {
+		t.Error("escaped body taken by the fast path")
+	}
+}
+
+func TestSeqTracker(t *testing.T) {
+	var tr seqTracker
+	type want struct{ dup, reord bool }
+	steps := []struct {
+		seq int64
+		want
+	}{
+		{1, want{}}, {2, want{}}, {4, want{}}, {3, want{false, true}}, {4, want{true, false}},
+		{1, want{true, false}}, {200, want{}}, {100, want{false, true}}, {201, want{}},
+	}
+	for _, s := range steps {
+		dup, reord := tr.observe(s.seq)
+		if dup != s.dup || reord != s.reord {
+			t.Errorf("observe(%d) = %v,%v want %v,%v", s.seq, dup, reord, s.dup, s.reord)
+		}
+	}
+}
+
+func TestTally(t *testing.T) {
+	acked := map[string]int64{"1": 10, "2": 5, "3": 0}
+	members := map[string]int{"1": 100, "2": 3, "4": 7}
+	if got := expectedDeliveries(acked, members); got != 1015 {
+		t.Fatalf("expected = %d, want 1015", got)
+	}
+	tl := Tally{Expected: 1015, Unique: 1000}
+	if tl.Lost() != 15 {
+		t.Errorf("lost %d", tl.Lost())
+	}
+	tl.Unique = 1020 // deliveries of sends whose ack was lost
+	if tl.Lost() != 0 {
+		t.Errorf("lost %d", tl.Lost())
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	h := newHist()
+	for i := 1; i <= 1000; i++ {
+		record(h, time.Duration(i)*time.Millisecond)
+	}
+	record(h, -time.Second) // clamped to 1µs, not dropped
+	l := summarize(h)
+	if l.Count != 1001 {
+		t.Fatalf("count %d", l.Count)
+	}
+	near := func(name string, got, want float64) {
+		if got < want*0.99 || got > want*1.01 {
+			t.Errorf("%s = %.3f, want about %.3f", name, got, want)
+		}
+	}
+	near("p50", l.P50, 500)
+	near("p99", l.P99, 990)
+	near("p99.9", l.P999, 999)
+	near("max", l.Max, 1000)
+
+	// Encoding between processes keeps every count; merging adds them.
+	back := decodeHist(encodeHist(h))
+	if back.TotalCount() != h.TotalCount() || back.ValueAtQuantile(99) != h.ValueAtQuantile(99) {
+		t.Errorf("round trip: %d/%d p99 %d/%d", back.TotalCount(), h.TotalCount(), back.ValueAtQuantile(99), h.ValueAtQuantile(99))
+	}
+	if decodeHist("").TotalCount() != 0 || encodeHist(newHist()) != "" {
+		t.Error("empty histogram round trip")
+	}
+	s := newShardedHist()
+	for i := range 64 {
+		s.record(i, time.Duration(i+1)*time.Millisecond)
+	}
+	m := s.merged()
+	if m.TotalCount() != 64 || summarize(m).Max < 63.9 {
+		t.Errorf("sharded: %d values, max %.2f", m.TotalCount(), summarize(m).Max)
+	}
+	if (Latency{}) != summarize(newHist()) {
+		t.Error("empty summary not zero")
+	}
+}
+
+func TestMerge(t *testing.T) {
+	h1, h2 := newHist(), newHist()
+	record(h1, time.Millisecond)
+	record(h2, 3*time.Millisecond)
+	rs := []reply{
+		{Stats: &wstats{Connected: 2, Members: map[string]int{"1": 2}, Sent: 4, Acked: 4, AckedByRoom: map[string]int64{"1": 4},
+			Tally: Tally{Received: 9, Unique: 8, Dups: 1}, Lat: encodeHist(h1)}},
+		{Stats: &wstats{Connected: 1, Members: map[string]int{"1": 1}, Sent: 0, AckedByRoom: map[string]int64{},
+			Tally: Tally{Received: 4, Unique: 4}, Lat: encodeHist(h2)}},
+	}
+	tot := merge(rs)
+	if tot.Connected != 3 || tot.Tally.Expected != 12 || tot.Tally.Unique != 12 || tot.Tally.Dups != 1 || tot.Tally.Lost() != 0 {
+		t.Errorf("merge = %+v", tot.Tally)
+	}
+	if tot.Lat.TotalCount() != 2 {
+		t.Errorf("latency count %d", tot.Lat.TotalCount())
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	defer func(f func(string) ([]net.IP, error)) { lookupIP = f }(lookupIP)
+	lookupIP = func(host string) ([]net.IP, error) {
+		switch host {
+		case "me.test":
+			return []net.IP{net.ParseIP("127.0.0.2"), net.ParseIP("::1")}, nil
+		case "mixed.test":
+			return []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")}, nil
+		}
+		return nil, errors.New("no such host")
+	}
+	for _, u := range []string{"http://127.0.0.1:8080", "http://localhost:8080", "http://[::1]:8080", "https://me.test", "http://127.9.9.9"} {
+		if _, err := checkTarget(u, false); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://10.0.0.1:8080", "http://mixed.test", "http://nowhere.test", "http://0.0.0.0:8080", "ftp://127.0.0.1", "127.0.0.1:8080"} {
+		if _, err := checkTarget(u, false); err == nil {
+			t.Errorf("%s accepted", u)
+		}
+	}
+	if _, err := checkTarget("http://10.0.0.1:8080", true); err != nil {
+		t.Errorf("--allow-remote: %v", err)
+	}
+}
+
+func TestRSSParsing(t *testing.T) {
+	n, err := parseVmRSS([]byte("Name:\tchatd\nVmPeak:\t 999 kB\nVmRSS:\t   2048 kB\nThreads: 9\n"))
+	if err != nil || n != 2048*1024 {
+		t.Errorf("VmRSS = %d, %v", n, err)
+	}
+	if _, err := parseVmRSS([]byte("Name: x\n")); err == nil {
+		t.Error("no VmRSS accepted")
+	}
+	text := "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes 1.2345678e+07\nprocess_resident_memory_bytes_other 1\n"
+	if n, ok := metricsRSS(strings.NewReader(text)); !ok || n != 12345678 {
+		t.Errorf("metrics = %d, %v", n, ok)
+	}
+	if n, ok := metricsRSS(strings.NewReader(`process_resident_memory_bytes{instance="a"} 4096` + "\n")); !ok || n != 4096 {
+		t.Errorf("labelled metrics = %d, %v", n, ok)
+	}
+	if _, ok := metricsRSS(strings.NewReader("go_goroutines 5\n")); ok {
+		t.Error("missing gauge found")
+	}
+}
+
+func TestDefaultsBounded(t *testing.T) {
+	for _, s := range Scenarios {
+		o := Options{Scenario: s}
+		if err := o.defaults(); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+		if o.Conns == 0 || o.Conns > 1000 || o.Rooms == 0 || o.Duration > 10*time.Second {
+			t.Errorf("%s defaults not small: %+v", s, o)
+		}
+	}
+	if err := (&Options{Scenario: "nope"}).defaults(); err == nil {
+		t.Error("unknown scenario accepted")
+	}
+	if err := (&Options{Scenario: "idle", Conns: 1 << 30}).defaults(); err == nil {
+		t.Error("unbounded run accepted")
+	}
+}

@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"bytes"
+	"strconv"
+)
+
+// stamp is what the bench embeds in every message it sends, so the receiver
+// can tell who sent it, in which order and when, and which step of the run it
+// belongs to.
+type stamp struct {
+	Step int   // step of the run (fanout steps up the rate; others have one)
+	Pub  int   // publisher number, 1-based, unique in the run
+	Seq  int64 // per-publisher sequence, 1-based, never reused in a run
+	Sent int64 // send time, Unix nanoseconds
+}
+
+const bodyMagic = "cb1"
+
+// encodeBody appends the body for s to dst, padded with 'x' to size bytes
+// (the stamp itself is never cut). Bodies are plain ASCII without quotes or
+// backslashes, so they go into a JSON frame as they are.
+func encodeBody(dst []byte, s stamp, size int) []byte {
+	start := len(dst)
+	dst = append(dst, bodyMagic...)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(s.Step), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, int64(s.Pub), 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, s.Seq, 10)
+	dst = append(dst, ' ')
+	dst = strconv.AppendInt(dst, s.Sent, 10)
+	if len(dst)-start+1 < size {
+		dst = append(dst, ' ')
+		for len(dst)-start < size {
+			dst = append(dst, 'x')
+		}
+	}
+	return dst
+}
+
+// decodeBody reads a body written by encodeBody; ok is false for any other.
+func decodeBody(b []byte) (s stamp, ok bool) {
+	var f [5][]byte
+	for i := range f {
+		j := bytes.IndexByte(b, ' ')
+		if j < 0 {
+			if i != len(f)-1 {
+				return stamp{}, false
+			}
+			j = len(b)
+		}
+		f[i] = b[:j]
+		if j < len(b) {
+			b = b[j+1:]
+		} else {
+			b = nil
+		}
+	}
+	if string(f[0]) != bodyMagic {
+		return stamp{}, false
+	}
+	var n [4]int64
+	for i := range n {
+		v, err := strconv.ParseInt(string(f[i+1]), 10, 64)
+		if err != nil || v < 0 {
+			return stamp{}, false
+		}
+		n[i] = v
+	}
+	return stamp{Step: int(n[0]), Pub: int(n[1]), Seq: n[2], Sent: n[3]}, true
+}
+
+// encodeNonce is the send's idempotency key; it carries the stamp too, so an
+// ack can be accounted without a table of pending sends.
+func encodeNonce(dst []byte, s stamp) []byte {
+	dst = strconv.AppendInt(dst, int64(s.Step), 10)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, int64(s.Pub), 10)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, s.Seq, 10)
+	dst = append(dst, '.')
+	return strconv.AppendInt(dst, s.Sent, 10)
+}
+
+func decodeNonce(b []byte) (s stamp, ok bool) {
+	var n [4]int64
+	for i := range n {
+		j := bytes.IndexByte(b, '.')
+		if j < 0 {
+			if i != len(n)-1 {
+				return stamp{}, false
+			}
+			j = len(b)
+		}
+		v, err := strconv.ParseInt(string(b[:j]), 10, 64)
+		if err != nil || v < 0 {
+			return stamp{}, false
+		}
+		n[i] = v
+		if j < len(b) {
+			b = b[j+1:]
+		} else {
+			b = nil
+		}
+	}
+	if len(b) != 0 {
+		return stamp{}, false
+	}
+	return stamp{Step: int(n[0]), Pub: int(n[1]), Seq: n[2], Sent: n[3]}, true
+}
+
+// sendFrame appends a WebSocket send frame. room is a decimal ID.
+func sendFrame(dst []byte, room string, s stamp, size int) []byte {
+	dst = append(dst, `{"type":"send","room_id":"`...)
+	dst = append(dst, room...)
+	dst = append(dst, `","body":"`...)
+	dst = encodeBody(dst, s, size)
+	dst = append(dst, `","nonce":"`...)
+	dst = encodeNonce(dst, s)
+	return append(dst, `"}`...)
+}
+
+// stringField finds the first `"key":"value"` in a JSON frame and returns
+// value, when it has no escapes. It is a fast path for the frames the server
+// sends (the frame type comes first; message objects have no "type" key);
+// anything it cannot read this way is left to encoding/json or ignored.
+func stringField(b []byte, key string) ([]byte, bool) {
+	var pat [40]byte
+	p := append(pat[:0], '"')
+	p = append(p, key...)
+	p = append(p, `":"`...)
+	i := bytes.Index(b, p)
+	if i < 0 {
+		return nil, false
+	}
+	b = b[i+len(p):]
+	j := bytes.IndexByte(b, '"')
+	if j < 0 || bytes.IndexByte(b[:j], '\\') >= 0 {
+		return nil, false
+	}
+	return b[:j], true
+}

@@ -1,0 +1,123 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Command is `chatd bench`.
+func Command() *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "url", Value: "http://127.0.0.1:8080", Usage: "server to load (loopback only unless --allow-remote)"},
+		&cli.BoolFlag{Name: "allow-remote", Usage: "allow a non-loopback --url"},
+		&cli.IntFlag{Name: "conns", Usage: "connections (durable: senders); default per scenario"},
+		&cli.IntFlag{Name: "rooms", Usage: "rooms the connections are spread over; default per scenario"},
+		&cli.IntFlag{Name: "room-size", Usage: "chat: connections per room (default 5)"},
+		&cli.DurationFlag{Name: "duration", Usage: "hold (idle), send phase (chat, durable), each step (fanout)"},
+		&cli.Float64Flag{Name: "rate", Usage: "total sends/s (fanout: of the first step)"},
+		&cli.Float64Flag{Name: "rate-factor", Usage: "fanout: rate multiplier per step (default 2)"},
+		&cli.IntFlag{Name: "steps", Usage: "fanout: most rate steps (default 4)"},
+		&cli.DurationFlag{Name: "max-p99", Usage: "fanout: delivery p99 bound (default 50ms)"},
+		&cli.Float64Flag{Name: "max-loss", Usage: "fanout: lost fraction bound (default 0)"},
+		&cli.IntFlag{Name: "body-size", Usage: "message body bytes (default 100)"},
+		&cli.IntFlag{Name: "conns-per-user", Usage: "connections sharing one user (server's gateway.max_conns_per_user; default 32)"},
+		&cli.IntFlag{Name: "concurrency", Usage: "connections opened at once per worker (default 64)"},
+		&cli.IntFlag{Name: "max-errors", Usage: "connect: stop once more connections than this failed (default 0)"},
+		&cli.DurationFlag{Name: "drain", Usage: "wait for outstanding acks and deliveries after sending (default 5s)"},
+		&cli.DurationFlag{Name: "settle", Usage: "idle: wait after connecting before reading memory (default 2s)"},
+		&cli.IntFlag{Name: "pid", Usage: "server pid to read VmRSS from (default: /metrics process_resident_memory_bytes)"},
+		&cli.IntFlag{Name: "workers", Usage: "worker processes to spread connections over (each holds at most its share of open files); 0: in this process"},
+		&cli.StringFlag{Name: "json", Usage: "write the results to this file"},
+	}
+	run := func(scenario string) *cli.Command {
+		return &cli.Command{
+			Name:   scenario,
+			Usage:  usage[scenario],
+			Flags:  flags,
+			Action: func(c *cli.Context) error { return runCLI(c, scenario) },
+		}
+	}
+	var subs []*cli.Command
+	for _, s := range Scenarios {
+		subs = append(subs, run(s))
+	}
+	subs = append(subs, &cli.Command{
+		Name:      "table",
+		Usage:     "print one table from the JSON files of several runs",
+		ArgsUsage: "FILE...",
+		Action: func(c *cli.Context) error {
+			var all []*Result
+			for _, f := range c.Args().Slice() {
+				rs, err := ReadJSON(f)
+				if err != nil {
+					return err
+				}
+				all = append(all, rs...)
+			}
+			return WriteTable(c.App.Writer, all)
+		},
+	})
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "load a running chatd through its public API and measure it (start it with --set limits.send_rate=0)",
+		Description: "Scenarios: idle, fanout, chat, connect, durable. Each creates its own users and rooms,\n" +
+			"prints progress once a second and a table at the end. Loopback targets only unless --allow-remote.",
+		Flags:       []cli.Flag{&cli.BoolFlag{Name: "worker", Hidden: true}},
+		Subcommands: subs,
+		Action: func(c *cli.Context) error {
+			if c.Bool("worker") {
+				return RunWorker(os.Stdin, os.Stdout)
+			}
+			return cli.ShowSubcommandHelp(c)
+		},
+	}
+}
+
+var usage = map[string]string{
+	"idle":    "N connections, each joined to one room; reports server RSS per connection",
+	"fanout":  "N connections over R rooms, one publisher per room; steps the total send rate up until --max-p99 or --max-loss breaks",
+	"chat":    "many small rooms (--room-size), everyone sends (--rate total)",
+	"connect": "connection storm: opens --conns connections (dial+join) as fast as --concurrency allows, until errors",
+	"durable": "sends with acks at --rate, reports ack latency, then reads every acked message back from history",
+}
+
+func runCLI(c *cli.Context, scenario string) error {
+	o := Options{
+		Scenario: scenario, URL: c.String("url"), AllowRemote: c.Bool("allow-remote"),
+		Conns: c.Int("conns"), Rooms: c.Int("rooms"), RoomSize: c.Int("room-size"), Duration: c.Duration("duration"),
+		Rate: c.Float64("rate"), RateFactor: c.Float64("rate-factor"), Steps: c.Int("steps"),
+		MaxP99: c.Duration("max-p99"), MaxLoss: c.Float64("max-loss"), BodySize: c.Int("body-size"),
+		ConnsPerUser: c.Int("conns-per-user"), Concurrency: c.Int("concurrency"), MaxErrors: c.Int("max-errors"),
+		Drain: c.Duration("drain"), Settle: c.Duration("settle"), PID: c.Int("pid"), Workers: c.Int("workers"),
+		Progress: c.App.ErrWriter,
+	}
+	if o.Progress == nil {
+		o.Progress = os.Stderr
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := Run(ctx, o)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return errors.New("interrupted")
+		}
+		return fmt.Errorf("bench %s: %w", scenario, err)
+	}
+	w := c.App.Writer
+	if w == nil {
+		w = os.Stdout
+	}
+	if err := WriteTable(w, []*Result{res}); err != nil {
+		return err
+	}
+	if f := c.String("json"); f != "" {
+		return WriteJSON(f, []*Result{res})
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// handle is the coordinator's end of one worker.
+type handle struct {
+	mu      sync.Mutex
+	enc     *json.Encoder
+	nextID  int64
+	pending map[int64]chan reply
+	dead    chan struct{}
+	deadErr error
+	wait    func() error
+	stdin   io.Closer
+}
+
+// startWorker runs a worker: a child process re-executing this binary with
+// `bench --worker` when exe is set, else a goroutine (tests).
+func startWorker(exe string) (*handle, error) {
+	var in io.WriteCloser
+	var out io.Reader
+	h := &handle{pending: map[int64]chan reply{}, dead: make(chan struct{})}
+	if exe != "" {
+		cmd := exec.Command(exe, "bench", "--worker")
+		cmd.Stderr = os.Stderr
+		var err error
+		if in, err = cmd.StdinPipe(); err != nil {
+			return nil, err
+		}
+		if out, err = cmd.StdoutPipe(); err != nil {
+			return nil, err
+		}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start worker: %w", err)
+		}
+		h.wait = cmd.Wait
+	} else {
+		inR, inW := io.Pipe()
+		outR, outW := io.Pipe()
+		done := make(chan error, 1)
+		go func() {
+			err := RunWorker(inR, outW)
+			outW.CloseWithError(io.EOF)
+			inR.Close()
+			done <- err
+		}()
+		in, out = inW, outR
+		h.wait = func() error { return <-done }
+	}
+	h.enc, h.stdin = json.NewEncoder(in), in
+	go h.readLoop(out)
+	return h, nil
+}
+
+func (h *handle) readLoop(out io.Reader) {
+	dec := json.NewDecoder(bufio.NewReaderSize(out, 1<<20))
+	for {
+		var r reply
+		if err := dec.Decode(&r); err != nil {
+			h.mu.Lock()
+			h.deadErr = err
+			h.mu.Unlock()
+			close(h.dead)
+			return
+		}
+		h.mu.Lock()
+		ch := h.pending[r.ID]
+		delete(h.pending, r.ID)
+		h.mu.Unlock()
+		if ch != nil {
+			ch <- r
+		}
+	}
+}
+
+// call sends c and waits for its answer.
+func (h *handle) call(ctx context.Context, c command) (reply, error) {
+	ch := make(chan reply, 1)
+	h.mu.Lock()
+	h.nextID++
+	c.ID = h.nextID
+	h.pending[c.ID] = ch
+	err := h.enc.Encode(c)
+	h.mu.Unlock()
+	if err != nil {
+		return reply{}, fmt.Errorf("worker: %w", err)
+	}
+	select {
+	case r := <-ch:
+		if r.Err != "" {
+			return r, errors.New("worker: " + r.Err)
+		}
+		return r, nil
+	case <-h.dead:
+		return reply{}, fmt.Errorf("worker exited: %v", h.deadErr)
+	case <-ctx.Done():
+		return reply{}, ctx.Err()
+	}
+}
+
+func (h *handle) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, _ = h.call(ctx, command{Op: "close"})
+	h.stdin.Close()
+	_ = h.wait()
+}
+
+// pool is every worker of a run.
+type pool []*handle
+
+func (p pool) all(ctx context.Context, mk func(i int) command) ([]reply, error) {
+	out := make([]reply, len(p))
+	errs := make([]error, len(p))
+	var wg sync.WaitGroup
+	for i, h := range p {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = h.call(ctx, mk(i))
+		}()
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (p pool) op(ctx context.Context, op string) ([]reply, error) {
+	return p.all(ctx, func(int) command { return command{Op: op} })
+}
+
+func (p pool) close() {
+	var wg sync.WaitGroup
+	for _, h := range p {
+		wg.Add(1)
+		go func() { defer wg.Done(); h.close() }()
+	}
+	wg.Wait()
+}
+
+// totals is every worker's stats added up.
+type totals struct {
+	Connected, ConnErrors int
+	FirstConnErr          string
+	Dropped               int64
+	Members               map[string]int
+	Sent, Acked, SendErr  int64
+	ErrCodes              map[string]int64
+	AckedByRoom           map[string]int64
+	Tally                 Tally
+	Connect, Lat, AckLat  *hdrhistogram.Histogram
+	AckedSeqs             map[int][]int64
+}
+
+func merge(rs []reply) totals {
+	t := totals{Members: map[string]int{}, ErrCodes: map[string]int64{}, AckedByRoom: map[string]int64{},
+		Connect: newHist(), Lat: newHist(), AckLat: newHist(), AckedSeqs: map[int][]int64{}}
+	for _, r := range rs {
+		s := r.Stats
+		if s == nil {
+			continue
+		}
+		t.Connected += s.Connected
+		t.ConnErrors += s.ConnErrors
+		if t.FirstConnErr == "" {
+			t.FirstConnErr = s.FirstConnErr
+		}
+		t.Dropped += s.Dropped
+		for k, v := range s.Members {
+			t.Members[k] += v
+		}
+		t.Sent += s.Sent
+		t.Acked += s.Acked
+		t.SendErr += s.SendErrors
+		for k, v := range s.ErrCodes {
+			t.ErrCodes[k] += v
+		}
+		for k, v := range s.AckedByRoom {
+			t.AckedByRoom[k] += v
+		}
+		t.Tally.Received += s.Tally.Received
+		t.Tally.Unique += s.Tally.Unique
+		t.Tally.Dups += s.Tally.Dups
+		t.Tally.Reorders += s.Tally.Reorders
+		t.Tally.Late += s.Tally.Late
+		t.Connect.Merge(decodeHist(s.ConnectHist))
+		t.Lat.Merge(decodeHist(s.Lat))
+		t.AckLat.Merge(decodeHist(s.AckLat))
+		for k, v := range s.AckedSeqs {
+			t.AckedSeqs[k] = append(t.AckedSeqs[k], v...)
+		}
+	}
+	t.Tally.Expected = expectedDeliveries(t.AckedByRoom, t.Members)
+	return t
+}

@@ -1,0 +1,603 @@
+// Package bench is `chatd bench`: a load generator that drives a running
+// chatd through its public API only (REST to set up users and rooms,
+// WebSockets to join, send and receive) and measures deliveries/s, loss,
+// duplicates, reordering, latency percentiles and the server's memory.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Scenarios are the runs bench knows.
+var Scenarios = []string{"idle", "fanout", "chat", "connect", "durable"}
+
+// Options configure one run. Zero values take the scenario's defaults.
+type Options struct {
+	Scenario    string
+	URL         string
+	AllowRemote bool
+
+	Conns        int           // connections (durable: senders)
+	Rooms        int           // rooms (chat: derived from RoomSize)
+	RoomSize     int           // chat: connections per room
+	Duration     time.Duration // hold (idle), send phase (chat, durable), each step (fanout)
+	Rate         float64       // total sends/s (fanout: of the first step)
+	RateFactor   float64       // fanout: rate multiplier per step
+	Steps        int           // fanout: most steps
+	MaxP99       time.Duration // fanout: a step with a larger delivery p99 breaks the bound
+	MaxLoss      float64       // fanout: a step losing more than this fraction breaks the bound
+	BodySize     int           // bytes per message body
+	ConnsPerUser int           // sessions are shared by this many connections (server: gateway.max_conns_per_user)
+	Concurrency  int           // connections opened at once (per worker)
+	MaxErrors    int           // connect: stop past this many failed connections
+	Drain        time.Duration // how long to wait for outstanding deliveries after sending
+	Settle       time.Duration // idle: wait before reading memory after connecting
+
+	PID       int  // server pid for VmRSS; 0: /metrics
+	Workers   int  // worker processes (0: one, in this process)
+	InProcess bool // run the workers as goroutines (tests)
+
+	Progress io.Writer // once-a-second progress; nil: none
+}
+
+func (o *Options) defaults() error {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defD := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defF := func(p *float64, v float64) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	if o.URL == "" {
+		o.URL = "http://127.0.0.1:8080"
+	}
+	def(&o.BodySize, 100)
+	def(&o.ConnsPerUser, 32)
+	def(&o.Concurrency, 64)
+	defD(&o.Drain, 5*time.Second)
+	switch o.Scenario {
+	case "idle":
+		def(&o.Conns, 1000)
+		def(&o.Rooms, 10)
+		defD(&o.Duration, 5*time.Second)
+		defD(&o.Settle, 2*time.Second)
+	case "fanout":
+		def(&o.Conns, 1000)
+		def(&o.Rooms, 10)
+		defD(&o.Duration, 3*time.Second)
+		defF(&o.Rate, 100)
+		defF(&o.RateFactor, 2)
+		def(&o.Steps, 4)
+		defD(&o.MaxP99, 50*time.Millisecond)
+	case "chat":
+		def(&o.Conns, 500)
+		def(&o.RoomSize, 5)
+		o.Rooms = (o.Conns + o.RoomSize - 1) / o.RoomSize
+		defD(&o.Duration, 5*time.Second)
+		defF(&o.Rate, float64(o.Conns)) // one message a second per person
+	case "connect":
+		def(&o.Conns, 1000)
+		def(&o.Rooms, 10)
+	case "durable":
+		def(&o.Conns, 20)
+		def(&o.Rooms, o.Conns) // each sender in its own room: the ack path, not fanout
+		defD(&o.Duration, 5*time.Second)
+		defF(&o.Rate, 500)
+	default:
+		return fmt.Errorf("unknown scenario %q (want one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
+	}
+	if o.Rooms > o.Conns {
+		o.Rooms = o.Conns
+	}
+	if o.Conns > 200_000 || o.Duration > time.Hour || o.Steps > 50 {
+		return errors.New("refusing an unbounded run: at most 200000 connections, 1h, 50 steps")
+	}
+	if o.BodySize > 4000 {
+		return errors.New("--body-size: at most 4000")
+	}
+	return nil
+}
+
+// Step is one fanout rate step (the other scenarios have one).
+type Step struct {
+	Rate             float64 `json:"rate"` // offered sends/s, total
+	Seconds          float64 `json:"seconds"`
+	Sent             int64   `json:"sent"`
+	Acked            int64   `json:"acked"`
+	SendErrors       int64   `json:"send_errors"`
+	Tally            Tally   `json:"tally"`
+	Lost             int64   `json:"lost"`
+	DeliveriesPerSec float64 `json:"deliveries_per_sec"`
+	Latency          Latency `json:"latency"`
+	AckLatency       Latency `json:"ack_latency"`
+	OK               bool    `json:"ok"`
+	Broke            string  `json:"broke,omitempty"`
+}
+
+// StoreCheck is durable's read-back of every acked message.
+type StoreCheck struct {
+	Acked   int64   `json:"acked"`
+	Found   int64   `json:"found_once"`
+	Missing int64   `json:"missing"`
+	Doubled int64   `json:"doubled"`
+	Seconds float64 `json:"seconds_to_converge"`
+}
+
+// Result is one run.
+type Result struct {
+	Scenario       string           `json:"scenario"`
+	URL            string           `json:"url"`
+	Conns          int              `json:"conns"`
+	Rooms          int              `json:"rooms"`
+	Workers        int              `json:"workers"`
+	BodySize       int              `json:"body_size"`
+	Connected      int              `json:"connected"`
+	ConnectErrors  int              `json:"connect_errors"`
+	FirstConnError string           `json:"first_connect_error,omitempty"`
+	ConnectSeconds float64          `json:"connect_seconds"`
+	ConnectPerSec  float64          `json:"connects_per_sec"`
+	ConnectLatency Latency          `json:"connect_latency"`
+	Dropped        int64            `json:"dropped"`
+	RSSBefore      int64            `json:"rss_before_bytes,omitempty"`
+	RSSAfter       int64            `json:"rss_after_bytes,omitempty"`
+	RSSPerConn     float64          `json:"rss_per_conn_bytes,omitempty"`
+	Steps          []Step           `json:"steps,omitempty"`
+	LastGood       int              `json:"last_good_step"` // index into Steps, -1: none
+	ErrCodes       map[string]int64 `json:"error_codes,omitempty"`
+	Store          *StoreCheck      `json:"store,omitempty"`
+	Started        time.Time        `json:"started"`
+	Seconds        float64          `json:"seconds"`
+	Notes          []string         `json:"notes,omitempty"`
+}
+
+// Main returns the step that stands for the run: fanout's last good one,
+// or the only one.
+func (r *Result) Main() *Step {
+	if len(r.Steps) == 0 {
+		return nil
+	}
+	if r.LastGood >= 0 && r.LastGood < len(r.Steps) {
+		return &r.Steps[r.LastGood]
+	}
+	return &r.Steps[len(r.Steps)-1]
+}
+
+// ErrRateLimited is returned when the server refused sends as rate_limited.
+var ErrRateLimited = errors.New("the server answered rate_limited" + rateLimitHint)
+
+// Run runs one scenario against a running server.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	u, err := checkTarget(o.URL, o.AllowRemote)
+	if err != nil {
+		return nil, err
+	}
+	base := strings.TrimSuffix(u.String(), "/")
+	a := newAPI(base)
+	res := &Result{Scenario: o.Scenario, URL: base, Conns: o.Conns, Rooms: o.Rooms, BodySize: o.BodySize, LastGood: -1, Started: time.Now().UTC()}
+	t0 := time.Now()
+	say := func(format string, args ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, "[%s %5.1fs] %s\n", o.Scenario, time.Since(t0).Seconds(), fmt.Sprintf(format, args...))
+		}
+	}
+
+	specs, err := setup(ctx, a, o, say)
+	if err != nil {
+		return nil, err
+	}
+
+	// Workers.
+	nw := max(o.Workers, 1)
+	exe := ""
+	if o.Workers > 0 && !o.InProcess {
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	res.Workers = nw
+	var p pool
+	defer func() { p.close() }()
+	for range nw {
+		h, err := startWorker(exe)
+		if err != nil {
+			return nil, err
+		}
+		p = append(p, h)
+	}
+	share := make([][]connSpec, nw)
+	for i, s := range specs {
+		share[i%nw] = append(share[i%nw], s)
+	}
+	if _, err := p.all(ctx, func(i int) command {
+		c := command{Op: "init"}
+		c.Arg.Base, c.Arg.Conns, c.Arg.BodySize, c.Arg.CollectAcks = base, share[i], o.BodySize, o.Scenario == "durable"
+		return c
+	}); err != nil {
+		return nil, err
+	}
+
+	rssBefore, haveRSS := a.rss(ctx, o.PID)
+	if !haveRSS {
+		res.Notes = append(res.Notes, "server memory unknown: pass --pid or serve /metrics")
+	}
+
+	// Connect.
+	maxErr := -1
+	if o.Scenario == "connect" {
+		maxErr = o.MaxErrors
+	}
+	say("opening %d connections (%d at once per worker, %d workers)", len(specs), o.Concurrency, nw)
+	cStart := time.Now()
+	stop := ticker(ctx, p, func(t totals) {
+		el := time.Since(cStart).Seconds()
+		say("connected %d/%d  %.0f/s  errors %d", t.Connected, len(specs), float64(t.Connected)/el, t.ConnErrors)
+	})
+	rs, err := p.all(ctx, func(int) command {
+		c := command{Op: "connect"}
+		c.Arg.Concurrency, c.Arg.MaxErrors = o.Concurrency, maxErr
+		return c
+	})
+	stop()
+	if err != nil {
+		return nil, err
+	}
+	ct := merge(rs)
+	res.ConnectSeconds = time.Since(cStart).Seconds()
+	res.Connected, res.ConnectErrors, res.FirstConnError = ct.Connected, ct.ConnErrors, ct.FirstConnErr
+	res.ConnectPerSec = float64(ct.Connected) / res.ConnectSeconds
+	res.ConnectLatency = summarize(ct.Connect)
+	say("connected %d in %.2fs (%.0f/s), %d errors%s", ct.Connected, res.ConnectSeconds, res.ConnectPerSec, ct.ConnErrors, firstErr(ct.FirstConnErr))
+	if ct.Connected == 0 {
+		return nil, fmt.Errorf("no connection could be opened%s", firstErr(ct.FirstConnErr))
+	}
+	if ct.ConnErrors > 0 && o.Scenario != "connect" {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d connections failed%s", ct.ConnErrors, firstErr(ct.FirstConnErr)))
+	}
+
+	pubs := 0
+	for _, s := range specs {
+		if s.Pub > 0 {
+			pubs++
+		}
+	}
+	switch o.Scenario {
+	case "idle":
+		if o.Settle > 0 {
+			time.Sleep(o.Settle)
+		}
+		after, _ := a.rss(ctx, o.PID)
+		hold := o.Duration - o.Settle
+		if hold > 0 {
+			say("holding %d idle connections for %s", ct.Connected, hold)
+			select {
+			case <-time.After(hold):
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		if haveRSS {
+			res.RSSBefore, res.RSSAfter = rssBefore, after
+			res.RSSPerConn = float64(after-rssBefore) / float64(ct.Connected)
+		}
+	case "connect":
+		if haveRSS {
+			res.RSSBefore = rssBefore
+			res.RSSAfter, _ = a.rss(ctx, o.PID)
+		}
+	case "fanout":
+		rate := o.Rate
+		for i := range o.Steps {
+			st, err := runStep(ctx, p, i+1, rate, pubs, o, say)
+			res.mergeCodes(st.codes)
+			if err != nil {
+				return nil, err
+			}
+			s := st.Step
+			var why []string
+			if s.Latency.P99 > float64(o.MaxP99)/float64(time.Millisecond) {
+				why = append(why, fmt.Sprintf("p99 %.1fms > %s", s.Latency.P99, o.MaxP99))
+			}
+			if s.Tally.Expected > 0 && float64(s.Lost) > o.MaxLoss*float64(s.Tally.Expected) {
+				why = append(why, fmt.Sprintf("lost %d of %d", s.Lost, s.Tally.Expected))
+			}
+			if s.Tally.Dups > 0 {
+				why = append(why, fmt.Sprintf("%d duplicates", s.Tally.Dups))
+			}
+			if s.SendErrors > 0 {
+				why = append(why, fmt.Sprintf("%d send errors", s.SendErrors))
+			}
+			if ct.Connected > 0 && st.dropped > 0 {
+				why = append(why, fmt.Sprintf("%d connections dropped", st.dropped))
+			}
+			s.OK = len(why) == 0
+			s.Broke = strings.Join(why, ", ")
+			res.Steps = append(res.Steps, s)
+			if !s.OK {
+				say("step %d broke the bound: %s", i+1, s.Broke)
+				break
+			}
+			res.LastGood = i
+			rate *= o.RateFactor
+		}
+		if haveRSS {
+			res.RSSBefore = rssBefore
+			res.RSSAfter, _ = a.rss(ctx, o.PID)
+		}
+	case "chat", "durable":
+		st, err := runStep(ctx, p, 1, o.Rate, pubs, o, say)
+		res.mergeCodes(st.codes)
+		if err != nil {
+			return nil, err
+		}
+		st.Step.OK = st.Step.Lost == 0 && st.Step.Tally.Dups == 0 && st.Step.SendErrors == 0
+		res.Steps = append(res.Steps, st.Step)
+		res.LastGood = 0
+		if haveRSS {
+			res.RSSBefore = rssBefore
+			res.RSSAfter, _ = a.rss(ctx, o.PID)
+		}
+		if o.Scenario == "durable" {
+			say("reading back every acked message")
+			sc, err := checkStored(ctx, a, specs, st.ackedSeqs, say)
+			if err != nil {
+				return nil, err
+			}
+			res.Store = sc
+			if sc.Missing > 0 || sc.Doubled > 0 {
+				res.Steps[0].OK = false
+			}
+		}
+	}
+	dropped := merge(mustStats(ctx, p)).Dropped
+	res.Dropped = dropped
+	res.Seconds = time.Since(t0).Seconds()
+	return res, nil
+}
+
+func firstErr(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (first: " + s + ")"
+}
+
+func (r *Result) mergeCodes(m map[string]int64) {
+	for k, v := range m {
+		if r.ErrCodes == nil {
+			r.ErrCodes = map[string]int64{}
+		}
+		r.ErrCodes[k] += v
+	}
+}
+
+func mustStats(ctx context.Context, p pool) []reply {
+	rs, _ := p.op(ctx, "stats")
+	return rs
+}
+
+// ticker calls f with fresh totals once a second until the returned stop.
+func ticker(ctx context.Context, p pool, f func(totals)) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				rs, err := p.op(ctx, "stats")
+				if err == nil {
+					f(merge(rs))
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+type stepOut struct {
+	Step
+	codes     map[string]int64
+	dropped   int64
+	ackedSeqs map[int][]int64
+}
+
+// runStep sends at rate (total) from every publisher for o.Duration, waits
+// for outstanding acks and deliveries, and accounts the step.
+func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Options, say func(string, ...any)) (stepOut, error) {
+	var out stepOut
+	if pubs == 0 {
+		return out, errors.New("no publishers")
+	}
+	if _, err := p.all(ctx, func(int) command { c := command{Op: "reset"}; c.Arg.Step = step; return c }); err != nil {
+		return out, err
+	}
+	before := merge(mustStats(ctx, p)).Dropped
+	say("step %d: %.0f sends/s from %d publishers for %s", step, rate, pubs, o.Duration)
+	start := time.Now()
+	var last int64
+	lastT := start
+	stop := ticker(ctx, p, func(t totals) {
+		now := time.Now()
+		dps := float64(t.Tally.Unique-last) / now.Sub(lastT).Seconds()
+		last, lastT = t.Tally.Unique, now
+		say("step %d  sent %d  acked %d  deliveries %d (%.0f/s)  p99 %.1fms  ack p99 %.1fms  errors %d%s",
+			step, t.Sent, t.Acked, t.Tally.Unique, dps, summarize(t.Lat).P99, summarize(t.AckLat).P99, t.SendErr, codes(t.ErrCodes))
+	})
+	_, err := p.all(ctx, func(int) command {
+		c := command{Op: "publish"}
+		c.Arg.Rate, c.Arg.Duration = rate/float64(pubs), o.Duration
+		return c
+	})
+	stop()
+	if err != nil {
+		return out, err
+	}
+	sendTime := time.Since(start)
+	// Drain: wait for every ack (or error) and every owed delivery.
+	var t totals
+	deadline := time.Now().Add(o.Drain)
+	for {
+		t = merge(mustStats(ctx, p))
+		if t.ErrCodes["rate_limited"] > 0 {
+			out.codes = t.ErrCodes
+			return out, ErrRateLimited
+		}
+		if t.Acked+t.SendErr >= t.Sent && t.Tally.Unique >= t.Tally.Expected || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s := Step{Rate: rate, Seconds: sendTime.Seconds(), Sent: t.Sent, Acked: t.Acked, SendErrors: t.SendErr, Tally: t.Tally,
+		Lost: t.Tally.Lost(), Latency: summarize(t.Lat), AckLatency: summarize(t.AckLat)}
+	s.DeliveriesPerSec = float64(t.Tally.Unique) / sendTime.Seconds()
+	if unacked := t.Sent - t.Acked - t.SendErr; unacked > 0 {
+		s.SendErrors += unacked // never answered: count as failed
+	}
+	say("step %d done: %.0f deliveries/s  lost %d  dup %d  reordered %d  p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms",
+		step, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max)
+	out.Step, out.codes, out.dropped, out.ackedSeqs = s, t.ErrCodes, t.Dropped-before, t.AckedSeqs
+	return out, nil
+}
+
+func codes(m map[string]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	for k, v := range m {
+		fmt.Fprintf(&b, " %s=%d", k, v)
+	}
+	return " (" + strings.TrimSpace(b.String()) + ")"
+}
+
+// checkStored pages every room's history until each acked message is there
+// exactly once, or 30 s pass (the store trails the log).
+func checkStored(ctx context.Context, a *api, specs []connSpec, acked map[int][]int64, say func(string, ...any)) (*StoreCheck, error) {
+	rooms := map[string]bool{}
+	for _, s := range specs {
+		rooms[s.Room] = true
+	}
+	token := specs[0].Token
+	var n int64
+	for _, v := range acked {
+		n += int64(len(v))
+	}
+	start := time.Now()
+	deadline := start.Add(30 * time.Second)
+	for {
+		seen := map[[2]int64]int{}
+		for room := range rooms {
+			bodies, err := a.roomBodies(ctx, token, room)
+			if err != nil {
+				return nil, fmt.Errorf("read back room %s: %w", room, err)
+			}
+			for _, b := range bodies {
+				if s, ok := decodeBody([]byte(b)); ok {
+					seen[[2]int64{int64(s.Pub), s.Seq}]++
+				}
+			}
+		}
+		sc := &StoreCheck{Acked: n}
+		for pub, seqs := range acked {
+			for _, q := range seqs {
+				switch c := seen[[2]int64{int64(pub), q}]; {
+				case c == 0:
+					sc.Missing++
+				case c == 1:
+					sc.Found++
+				default:
+					sc.Doubled++
+				}
+			}
+		}
+		sc.Seconds = time.Since(start).Seconds()
+		if sc.Missing == 0 && sc.Doubled == 0 || time.Now().After(deadline) {
+			say("stored once %d of %d acked (missing %d, doubled %d)", sc.Found, sc.Acked, sc.Missing, sc.Doubled)
+			return sc, nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// setup creates the run's users and rooms and lays out its connections.
+func setup(ctx context.Context, a *api, o Options, say func(string, ...any)) ([]connSpec, error) {
+	run := strconv.FormatInt(time.Now().UnixNano()%int64(math.Pow(36, 6)), 36)
+	users := (o.Conns + o.ConnsPerUser - 1) / o.ConnsPerUser
+	say("creating %d users and %d rooms (run %s)", users, o.Rooms, run)
+	tokens := make([]string, users)
+	var mu sync.Mutex
+	var firstErr error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			tok, err := a.account(ctx, fmt.Sprintf("bench%s_%d", run, i), "bench-password-"+run)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			tokens[i] = tok
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	rooms := make([]string, o.Rooms)
+	for i := range rooms {
+		id, err := a.createRoom(ctx, tokens[i%users], fmt.Sprintf("bench %s %d", run, i))
+		if err != nil {
+			return nil, err
+		}
+		rooms[i] = id
+	}
+	specs := make([]connSpec, o.Conns)
+	pub := 0
+	perUser := (o.Conns + users - 1) / users
+	for i := range specs {
+		specs[i] = connSpec{Token: tokens[i/perUser], Room: rooms[i%o.Rooms]}
+		switch o.Scenario {
+		case "fanout":
+			if i < o.Rooms { // one publisher per room
+				pub++
+				specs[i].Pub = pub
+			}
+		case "chat", "durable":
+			pub++
+			specs[i].Pub = pub
+		}
+	}
+	return specs, nil
+}

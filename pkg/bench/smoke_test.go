@@ -1,0 +1,139 @@
+package bench_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/pkg/app"
+	"github.com/chatd/chatd/pkg/bench"
+	"github.com/chatd/chatd/pkg/config"
+)
+
+// startChatd runs a whole chatd in this process on port 0 with a temp data
+// dir and returns its base URL.
+func startChatd(t *testing.T, sets map[string]string) string {
+	t.Helper()
+	all := map[string]string{"data_dir": t.TempDir(), "http.addr": "127.0.0.1:0", "limits.send_rate": "0", "limits.login_rate": "0", "log.level": "warn"}
+	for k, v := range sets {
+		all[k] = v
+	}
+	cfg, err := config.Load("", nil, all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := app.New(cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := m.Open(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("server did not stop")
+		}
+		_ = m.Close()
+	})
+	return "http://" + m.Addr()
+}
+
+func progress(t *testing.T) io.Writer {
+	if testing.Verbose() {
+		return os.Stderr
+	}
+	return nil
+}
+
+// TestScenariosSmoke runs every scenario tiny against a real server and checks
+// only correctness: everything connects, nothing is lost or doubled, every
+// acked message is stored once. Never timing.
+func TestScenariosSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	base := startChatd(t, nil)
+	for _, sc := range bench.Scenarios {
+		t.Run(sc, func(t *testing.T) {
+			o := bench.Options{
+				Scenario: sc, URL: base, Conns: 20, Duration: 2 * time.Second, Settle: 200 * time.Millisecond,
+				Rate: 40, Steps: 2, MaxP99: time.Hour, Drain: 30 * time.Second,
+				PID: os.Getpid(), Workers: 2, InProcess: true, Progress: progress(t),
+			}
+			if sc == "fanout" || sc == "idle" || sc == "connect" {
+				o.Rooms = 4
+			}
+			res, err := bench.Run(context.Background(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Connected != 20 || res.ConnectErrors != 0 || res.Dropped != 0 {
+				t.Fatalf("connected %d, errors %d (%s), dropped %d", res.Connected, res.ConnectErrors, res.FirstConnError, res.Dropped)
+			}
+			if res.RSSAfter <= 0 {
+				t.Errorf("no memory reading from --pid")
+			}
+			switch sc {
+			case "idle", "connect":
+				if len(res.Steps) != 0 {
+					t.Errorf("%s sent messages", sc)
+				}
+				return
+			case "fanout":
+				if len(res.Steps) != 2 || res.LastGood != 1 {
+					t.Errorf("fanout steps %d, last good %d: %+v", len(res.Steps), res.LastGood, res.Steps)
+				}
+			}
+			for i, s := range res.Steps {
+				if s.Sent == 0 || s.Acked != s.Sent || s.SendErrors != 0 {
+					t.Errorf("step %d: sent %d acked %d errors %d %v", i, s.Sent, s.Acked, s.SendErrors, res.ErrCodes)
+				}
+				if s.Tally.Expected == 0 || s.Lost != 0 || s.Tally.Dups != 0 || s.Tally.Unique != s.Tally.Expected {
+					t.Errorf("step %d: %+v lost %d", i, s.Tally, s.Lost)
+				}
+				if s.Latency.Count != s.Tally.Unique {
+					t.Errorf("step %d: %d latencies for %d deliveries", i, s.Latency.Count, s.Tally.Unique)
+				}
+			}
+			if sc == "durable" {
+				st := res.Store
+				if st == nil || st.Acked == 0 || st.Found != st.Acked || st.Missing != 0 || st.Doubled != 0 {
+					t.Errorf("store check %+v", st)
+				}
+			}
+			if sc == "chat" && res.Rooms != 4 {
+				t.Errorf("chat rooms %d, want 20/5", res.Rooms)
+			}
+		})
+	}
+}
+
+// TestRateLimitedIsExplained runs against a server with its default send
+// limits: the bench must stop with the hint to turn them off.
+func TestRateLimitedIsExplained(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	base := startChatd(t, map[string]string{"limits.send_rate": "10", "limits.send_burst": "20"})
+	_, err := bench.Run(context.Background(), bench.Options{
+		Scenario: "chat", URL: base, Conns: 10, Rate: 1000, Duration: time.Second, InProcess: true, Progress: progress(t),
+	})
+	if !errors.Is(err, bench.ErrRateLimited) {
+		t.Fatalf("err = %v, want ErrRateLimited", err)
+	}
+}
+
+func TestRefusesRemote(t *testing.T) {
+	_, err := bench.Run(context.Background(), bench.Options{Scenario: "idle", URL: "http://192.0.2.1:8080"})
+	if err == nil {
+		t.Fatal("non-loopback target accepted")
+	}
+}
