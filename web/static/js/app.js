@@ -488,8 +488,21 @@ function insertEl(m, afterId) {
     const firstPending = list.querySelector(':scope > .msg.pending');
     if (firstPending) list.insertBefore(e, firstPending); else list.append(e);
   }
+  regroup(e);
+  const next = e.nextElementSibling;
+  if (next && next.dataset.id) regroup(next);
   const r = rs(m.room_id);
   if (r.gapAfter) placeGap();
+}
+
+// A message right after one by the same author (within five minutes) drops
+// its visible header, as chat apps do; the header stays for screen readers.
+function regroup(e) {
+  const prev = e.previousElementSibling;
+  const a = prev && prev.dataset.id && state.rs.get(state.current)?.messages.get(prev.dataset.id);
+  const b = state.rs.get(state.current)?.messages.get(e.dataset.id);
+  const cont = !!(a && b && a.user_id === b.user_id && Date.parse(b.created_at) - Date.parse(a.created_at) < 300000);
+  e.classList.toggle('cont', cont);
 }
 
 function pendingEl(p) {
@@ -537,6 +550,7 @@ function renderMessages() {
     frag.append(e);
   }
   list.append(frag);
+  for (const e of state.els.values()) regroup(e);
   for (const p of r.pending.values()) updatePendingEl(p);
   placeGap();
   renderHistoryStatus();
@@ -596,13 +610,17 @@ async function loadOlder(id) {
     const msgs = data.messages || [];
     if (msgs.length < PAGE || ('next_before' in data && !data.next_before)) r.hasOlder = false;
     if (id !== state.current) { addMessages(id, msgs); return; }
-    // Keep what the reader is looking at in place: measure, insert above,
-    // then shift scrollTop by exactly the height that was added.
+    // Keep what the reader is looking at in place: note where the text of
+    // the first visible message is, insert above, then scroll by exactly
+    // as much as that text moved (inserting may also regroup it).
     const sc = $('messages');
+    const anchor = firstVisibleBody(sc);
+    const anchorTop = anchor ? anchor.getBoundingClientRect().top : 0;
     const prevHeight = sc.scrollHeight;
     const prevTop = sc.scrollTop;
     const added = addMessages(id, msgs);
-    sc.scrollTop = prevTop + (sc.scrollHeight - prevHeight);
+    if (anchor && anchor.isConnected) sc.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+    else sc.scrollTop = prevTop + (sc.scrollHeight - prevHeight);
     if (!added.length && r.hasOlder && msgs.length) r.hasOlder = false; // a server that repeats pages
   } catch (e) {
     if (id === state.current) renderHistoryStatus(`Could not load older messages: ${errText(e)}`);
@@ -614,6 +632,14 @@ async function loadOlder(id) {
     renderHistoryStatus();
     requestAnimationFrame(maybeLoadOlder);
   }
+}
+
+function firstVisibleBody(sc) {
+  const top = sc.getBoundingClientRect().top;
+  for (const e of $('message-list').children) {
+    if (e.getBoundingClientRect().bottom > top) return e.querySelector('.body');
+  }
+  return null;
 }
 
 function maybeLoadOlder() {
