@@ -51,6 +51,8 @@ export function linkify(text) {
 // safeHighlight turns a server highlight (HTML-escaped text with <mark>) into
 // a fragment. The server escapes everything but <mark>; we still parse it
 // inertly and keep only text and <mark>, so a server bug cannot become XSS.
+const DROP = new Set(['script', 'style', 'template', 'noscript', 'iframe', 'object', 'svg', 'math']);
+
 export function safeHighlight(html) {
   const doc = new DOMParser().parseFromString(`<body>${html}</body>`, 'text/html');
   const frag = document.createDocumentFragment();
@@ -63,6 +65,8 @@ export function safeHighlight(html) {
           const mark = document.createElement('mark');
           walk(child, mark, true);
           into.append(mark);
+        } else if (DROP.has(child.localName)) {
+          // Never meant as text: leave out what they hold.
         } else {
           // Any other element is flattened to its text.
           walk(child, into, inMark);
