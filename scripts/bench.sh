@@ -29,6 +29,16 @@ if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
 	SERVER_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
 fi
 
+busy() {
+	local load
+	load=$(cut -d' ' -f1 /proc/loadavg)
+	echo "load average $load on $(nproc) CPUs"
+	if awk -v l="$load" 'BEGIN { exit !(l > 1.5) }'; then
+		echo "WARNING: the machine is busy with other work; pinning does not give chatd or the load a CPU of its own, so these figures understate chatd"
+	fi
+}
+busy
+
 BIN=$BENCH_OUT/chatd
 echo "+ go build -o $BIN ./cmd/chatd"
 go build -o "$BIN" ./cmd/chatd
@@ -100,6 +110,7 @@ run durable --conns 20 --rate "$DURABLE_RATE" --duration "$DURATION"
 
 stop_server
 echo
+busy
 echo "== results ($(nproc) CPUs, $(uname -m), $(go version | cut -d' ' -f3)); chatd serve ready in ms: ${READY[*]}"
 "$BIN" bench table "$BENCH_OUT"/{idle,fanout,chat,connect,durable}.json
 echo "(JSON in $BENCH_OUT)"

@@ -226,3 +226,22 @@ func TestDefaultsBounded(t *testing.T) {
 		t.Error("unbounded run accepted")
 	}
 }
+
+func TestWriteTable(t *testing.T) {
+	rs := []*Result{
+		{Scenario: "idle", Connected: 10, Rooms: 2, RSSBefore: 1 << 20, RSSAfter: 2 << 20, RSSPerConn: 104857.6, LastGood: -1},
+		{Scenario: "fanout", Connected: 10, Rooms: 2, LastGood: 0, Steps: []Step{{Rate: 10, OK: true}, {Rate: 20, Broke: "p99 60ms > 50ms"}}},
+		{Scenario: "durable", Connected: 2, Rooms: 2, LastGood: 0, Steps: []Step{{Rate: 10, OK: true, AckLatency: Latency{Count: 1, P99: 2}}},
+			Store: &StoreCheck{Acked: 5, Found: 5}},
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rs); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"fanout#1*", "fanout#2x", "102.4 KB per connection", "broke: p99 60ms", "stored exactly once: 5 of 5"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -29,7 +29,7 @@ func Command() *cli.Command {
 		&cli.IntFlag{Name: "conns-per-user", Usage: "connections sharing one user (server's gateway.max_conns_per_user; default 32)"},
 		&cli.IntFlag{Name: "concurrency", Usage: "connections opened at once per worker (default 64)"},
 		&cli.IntFlag{Name: "max-errors", Usage: "connect: stop once more connections than this failed (default 0)"},
-		&cli.DurationFlag{Name: "drain", Usage: "wait for outstanding acks and deliveries after sending (default 5s)"},
+		&cli.DurationFlag{Name: "drain", Usage: "after sending, wait for outstanding acks and deliveries until none came for this long (default 5s; 2m at most)"},
 		&cli.DurationFlag{Name: "settle", Usage: "idle: wait after connecting before reading memory (default 2s)"},
 		&cli.IntFlag{Name: "pid", Usage: "server pid to read VmRSS from (default: /metrics process_resident_memory_bytes)"},
 		&cli.IntFlag{Name: "workers", Usage: "worker processes to spread connections over (each holds at most its share of open files); 0: in this process"},

@@ -460,17 +460,29 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 		return out, err
 	}
 	sendTime := time.Since(start)
-	// Drain: wait for every ack (or error) and every owed delivery.
+	// Drain: wait for every ack (or error) and every owed delivery, as long
+	// as they keep coming (o.Drain without progress ends it; 2 min at most).
 	var t totals
-	deadline := time.Now().Add(o.Drain)
+	quiet, hard := time.Now().Add(o.Drain), time.Now().Add(max(2*time.Minute, o.Drain))
+	var seen int64 = -1
 	for {
 		t = merge(mustStats(ctx, p))
 		if t.ErrCodes["rate_limited"] > 0 {
 			out.codes = t.ErrCodes
 			return out, ErrRateLimited
 		}
-		if t.Acked+t.SendErr >= t.Sent && t.Tally.Unique >= t.Tally.Expected || time.Now().After(deadline) {
+		if t.Acked+t.SendErr >= t.Sent && t.Tally.Unique >= t.Tally.Expected {
 			break
+		}
+		now := time.Now()
+		if n := t.Acked + t.SendErr + t.Tally.Unique; n != seen {
+			seen, quiet = n, now.Add(o.Drain)
+		}
+		if now.After(quiet) || now.After(hard) {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return out, err
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -479,6 +491,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	s.DeliveriesPerSec = float64(t.Tally.Unique) / sendTime.Seconds()
 	if unacked := t.Sent - t.Acked - t.SendErr; unacked > 0 {
 		s.SendErrors += unacked // never answered: count as failed
+		t.ErrCodes["unanswered"] += unacked
 	}
 	say("step %d done: %.0f deliveries/s  lost %d  dup %d  reordered %d  p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms",
 		step, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max)
