@@ -255,8 +255,12 @@ func splitList(s string) []string {
 // Environment groups: each process gets the shared settings plus those of
 // the backends its roles use, as an operator would configure it.
 func (ns *namespace) commonEnv() []string {
+	level := "info"
+	if l := os.Getenv("CHATD_TEST_LOG_LEVEL"); l != "" {
+		level = l // e.g. debug, to see the Kafka client's group membership
+	}
 	return []string{
-		"CHATD_LOG_FORMAT=text", "CHATD_LOG_LEVEL=info",
+		"CHATD_LOG_FORMAT=text", "CHATD_LOG_LEVEL=" + level,
 		"CHATD_NATS_URLS=" + ns.srv.natsURL,
 		"CHATD_REDIS_URL=" + ns.srv.redisURL, "CHATD_REDIS_PREFIX=" + ns.prefix,
 		"CHATD_LIMITS_SEND_RATE=0", "CHATD_LIMITS_LOGIN_RATE=0",
