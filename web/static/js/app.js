@@ -528,7 +528,17 @@ function updatePendingEl(p) {
   e._actions.hidden = p.status !== 'failed';
 }
 
-function renderMessages() {
+// A log region announces additions; a rebuild or a page of history is not
+// news, so the list is marked busy while it happens.
+function quietly(fn) {
+  const list = $('message-list');
+  list.setAttribute('aria-busy', 'true');
+  try { return fn(); } finally { requestAnimationFrame(() => list.removeAttribute('aria-busy')); }
+}
+
+function renderMessages() { quietly(renderMessagesNow); }
+
+function renderMessagesNow() {
   const list = $('message-list');
   state.els.clear();
   state.pendingEls.clear();
@@ -618,7 +628,7 @@ async function loadOlder(id) {
     const anchorTop = anchor ? anchor.getBoundingClientRect().top : 0;
     const prevHeight = sc.scrollHeight;
     const prevTop = sc.scrollTop;
-    const added = addMessages(id, msgs);
+    const added = quietly(() => addMessages(id, msgs));
     if (anchor && anchor.isConnected) sc.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
     else sc.scrollTop = prevTop + (sc.scrollHeight - prevHeight);
     if (!added.length && r.hasOlder && msgs.length) r.hasOlder = false; // a server that repeats pages
