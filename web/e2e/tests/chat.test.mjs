@@ -287,6 +287,15 @@ test('scrolling up loads 200 older messages smoothly, without jumps or duplicate
   await page.waitForFunction(() => /Beginning/.test(document.getElementById('history-status').textContent));
   assert.equal((await shownIds(page)).length, 200);
   await shot(page, 'history-top');
+
+  // Reading old messages: a new one does not yank the view down, it offers a jump.
+  const topBefore = await page.evaluate(() => document.getElementById('messages').scrollTop);
+  await server.api('POST', `/rooms/${room.id}/messages`, { body: 'brand new' }, u.token);
+  await page.waitForSelector('#jump-latest:not([hidden])');
+  assert.equal(await page.evaluate(() => document.getElementById('messages').scrollTop), topBefore);
+  await page.click('#jump-latest');
+  assert.ok(await page.locator('.msg', { hasText: 'brand new' }).isVisible());
+  assert.ok(await page.isHidden('#jump-latest'));
   noErrors(page);
   await page.context().close();
 }));

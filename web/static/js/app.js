@@ -445,8 +445,7 @@ function addMessages(roomId, msgs, { live = false, own = false } = {}) {
   }
   if (isCurrent && added.length && !r.loadingOlder) renderHistoryStatus();
   if (isCurrent && added.length && live) {
-    const mine = added.some((m) => m.user_id === state.me.id);
-    if (wasNearBottom || own || mine) scrollToBottom();
+    if (wasNearBottom || own) scrollToBottom();
     else {
       $('jump-latest').hidden = false;
     }
