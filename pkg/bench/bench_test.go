@@ -245,3 +245,26 @@ func TestWriteTable(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHandleMessage is the load tool's own cost per delivery (past the
+// WebSocket read): it must stay well under the server's.
+func BenchmarkHandleMessage(b *testing.B) {
+	w := &worker{members: map[string]int{}, connectHist: newShardedHist()}
+	w.cur.Store(newStepStats(1))
+	c := &wconn{spec: connSpec{Room: "1"}, tracks: map[int]*seqTracker{}}
+	pre := []byte(`{"type":"message","message":{"id":"123456789012345678","room_id":"98765432109876543","user_id":"1234567890123456","username":"ann","body":"`)
+	post := []byte(`","created_at":"2026-11-27T08:00:00.123456789Z","nonce":"1.1.1.1"}}`)
+	frames := make([][]byte, 1024)
+	for i := range frames {
+		body := encodeBody(nil, stamp{Step: 1, Pub: 1, Seq: int64(i + 1), Sent: time.Now().UnixNano()}, 100)
+		frames[i] = append(append(append([]byte(nil), pre...), body...), post...)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%len(frames) == 0 {
+			c.tracks = map[int]*seqTracker{}
+		}
+		w.handle(c, frames[i%len(frames)], now)
+	}
+}

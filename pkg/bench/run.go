@@ -117,8 +117,8 @@ func (o *Options) defaults() error {
 
 // Step is one fanout rate step (the other scenarios have one).
 type Step struct {
-	Rate             float64 `json:"rate"` // offered sends/s, total
-	Seconds          float64 `json:"seconds"`
+	Rate             float64 `json:"rate"`    // offered sends/s, total
+	Seconds          float64 `json:"seconds"` // send phase, or until the last delivery if later
 	Sent             int64   `json:"sent"`
 	Acked            int64   `json:"acked"`
 	SendErrors       int64   `json:"send_errors"`
@@ -465,18 +465,20 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	var t totals
 	quiet, hard := time.Now().Add(o.Drain), time.Now().Add(max(2*time.Minute, o.Drain))
 	var seen int64 = -1
+	lastProgress := time.Now()
 	for {
 		t = merge(mustStats(ctx, p))
 		if t.ErrCodes["rate_limited"] > 0 {
 			out.codes = t.ErrCodes
 			return out, ErrRateLimited
 		}
+		now := time.Now()
 		if t.Acked+t.SendErr >= t.Sent && t.Tally.Unique >= t.Tally.Expected {
+			lastProgress = now
 			break
 		}
-		now := time.Now()
 		if n := t.Acked + t.SendErr + t.Tally.Unique; n != seen {
-			seen, quiet = n, now.Add(o.Drain)
+			seen, quiet, lastProgress = n, now.Add(o.Drain), now
 		}
 		if now.After(quiet) || now.After(hard) {
 			break
@@ -488,7 +490,10 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	}
 	s := Step{Rate: rate, Seconds: sendTime.Seconds(), Sent: t.Sent, Acked: t.Acked, SendErrors: t.SendErr, Tally: t.Tally,
 		Lost: t.Tally.Lost(), Latency: summarize(t.Lat), AckLatency: summarize(t.AckLat)}
-	s.DeliveriesPerSec = float64(t.Tally.Unique) / sendTime.Seconds()
+	// Throughput over the time the deliveries took: the send phase, or up
+	// to the last one that came while draining if the server fell behind.
+	s.Seconds = max(sendTime, lastProgress.Sub(start)).Seconds()
+	s.DeliveriesPerSec = float64(t.Tally.Unique) / s.Seconds
 	if unacked := t.Sent - t.Acked - t.SendErr; unacked > 0 {
 		s.SendErrors += unacked // never answered: count as failed
 		t.ErrCodes["unanswered"] += unacked
