@@ -14,8 +14,8 @@ WORKERS=${BENCH_WORKERS:-2}              # load processes (each holds at most it
 IDLE_CONNS=${IDLE_CONNS:-10000}
 FANOUT_CONNS=${FANOUT_CONNS:-10000}
 FANOUT_ROOMS=${FANOUT_ROOMS:-100}
-FANOUT_RATE=${FANOUT_RATE:-250}          # sends/s of the first step (x100 members = deliveries/s)
-FANOUT_FACTOR=${FANOUT_FACTOR:-1.5}
+FANOUT_RATE=${FANOUT_RATE:-50}           # sends/s of the first step (x100 members = deliveries/s)
+FANOUT_FACTOR=${FANOUT_FACTOR:-2}
 FANOUT_STEPS=${FANOUT_STEPS:-7}
 CHAT_CONNS=${CHAT_CONNS:-2000}
 CONNECT_CONNS=${CONNECT_CONNS:-5000}
