@@ -315,7 +315,7 @@ func testKafkaRestart(t *testing.T, c *cluster) {
 		t.Errorf("Cassandra: %s", prob)
 	}
 	var hits []chat.Message
-	total := 0
+	total, torn := 0, 0
 	d = eventually(t, "every acked message searchable", 4*time.Minute, func() (bool, string) {
 		var err error
 		total, hits, err = u1.search(word, room.ID)
@@ -323,9 +323,18 @@ func testKafkaRestart(t *testing.T, c *cluster) {
 			return false, err.Error()
 		}
 		missing, _ := res.check(hits)
+		// Search pages by score (search_after on _score, id): a refresh
+		// between two pages re-scores every hit, so a listing taken while
+		// documents still arrive can repeat or skip hits. Only a listing
+		// that agrees with its own total says what the index holds.
+		if missing == 0 && total != len(hits) {
+			torn++
+			return false, fmt.Sprintf("total %d but %d hits paged", total, len(hits))
+		}
 		return missing == 0, fmt.Sprintf("total %d, %d hits, %d acked messages missing", total, len(hits), missing)
 	})
-	t.Logf("FIGURE index caught up %s after the store; %d hits (total %d)", d.Round(time.Millisecond), len(hits), total)
+	t.Logf("FIGURE index caught up %s after the store; %d hits (total %d); %d search listings torn by a refresh while paging",
+		d.Round(time.Millisecond), len(hits), total, torn)
 	if _, prob := res.check(hits); prob != "" {
 		t.Errorf("search: %s", prob)
 	}
