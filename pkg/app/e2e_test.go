@@ -429,7 +429,11 @@ func TestWebSocketFlow(t *testing.T) {
 
 	body := "hello <b>world</b> 🎉"
 	wa.send(map[string]string{"type": "send", "room_id": room.ID.String(), "body": body, "nonce": "abc"})
-	ack := wa.next("ack")
+	// API.md: the sender gets its ack first, then the room's message frame.
+	ack := wa.next("ack", "message")
+	if ack.Type != "ack" {
+		t.Fatalf("sender got %q before its ack", ack.Type)
+	}
 	if ack.Nonce != "abc" || ack.Message == nil || ack.Message.Body != body || ack.Message.ID <= sent[14].ID {
 		t.Fatalf("ack: %+v", ack)
 	}

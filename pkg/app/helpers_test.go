@@ -300,19 +300,25 @@ func (w *wsConn) sendRaw(b []byte) {
 func (w *wsConn) next(types ...string) frame {
 	w.t.Helper()
 	deadline := time.After(15 * time.Second)
+	var skipped []string
 	for {
 		select {
 		case f, ok := <-w.in:
 			if !ok {
-				w.t.Fatalf("connection closed while waiting for %v", types)
+				w.t.Fatalf("connection closed while waiting for %v (skipped %v)", types, skipped)
 			}
 			for _, ty := range types {
 				if f.Type == ty {
 					return f
 				}
 			}
+			desc := f.Type
+			if f.Message != nil {
+				desc += " " + f.Message.ID.String()
+			}
+			skipped = append(skipped, desc)
 		case <-deadline:
-			w.t.Fatalf("no %v frame within 15s", types)
+			w.t.Fatalf("no %v frame within 15s (skipped %v)", types, skipped)
 		}
 	}
 }

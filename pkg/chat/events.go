@@ -16,8 +16,9 @@ const (
 	// SubjectControl carries ControlEvents to every gateway.
 	SubjectControl = "chatd.ctl"
 
-	HeaderType = "Chatd-Type"
-	HeaderUser = "Chatd-User"
+	HeaderType  = "Chatd-Type"
+	HeaderUser  = "Chatd-User"
+	HeaderNonce = "Chatd-Nonce" // the sender's nonce, on message frames that have one
 )
 
 // RoomSubject returns the fanout subject of a room.

@@ -47,6 +47,26 @@ type conn struct {
 	rooms map[chat.ID]*room // guarded by g.mu
 
 	typingAt map[chat.ID]time.Time // worker goroutine only
+
+	// inflight is the nonce of the send being posted, and held the room
+	// frames of that message that arrived before its ack: API.md promises
+	// the sender its ack first, then the message, but the ingest reply and
+	// the room fanout reach this process on different NATS callbacks.
+	sendMu   sync.Mutex
+	inflight string
+	held     [][]byte
+}
+
+// holdOwnFrame keeps a frame of the message this connection is sending
+// until its ack is queued; it reports whether it did.
+func (c *conn) holdOwnFrame(nonce string, data []byte) bool {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if nonce == "" || nonce != c.inflight {
+		return false
+	}
+	c.held = append(c.held, data)
+	return true
 }
 
 func newConn(g *Gateway, caller chat.Caller) *conn {
@@ -413,17 +433,26 @@ func (c *conn) leave(id chat.ID) {
 }
 
 func (c *conn) send(req request) {
+	c.sendMu.Lock()
+	c.inflight = req.Nonce
+	c.sendMu.Unlock()
 	ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.RequestTimeout)
 	msg, err := c.g.deps.Poster.Post(ctx, c.caller, req.RoomID, req.Body, req.Nonce)
 	cancel()
-	if err != nil {
-		if c.ctx.Err() != nil {
-			return
-		}
+	// The answer is queued under sendMu, so no frame of this message can
+	// slip between clearing inflight and queueing the ack.
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	switch {
+	case err == nil:
+		c.enqueue(mustJSON(ackFrame{Type: typeAck, Nonce: req.Nonce, Message: msg}))
+	case c.ctx.Err() == nil:
 		c.enqueue(errFrame(c.clientErr("send", req.RoomID, err), req.RoomID, &req.Nonce))
-		return
 	}
-	c.enqueue(mustJSON(ackFrame{Type: typeAck, Nonce: req.Nonce, Message: msg}))
+	for _, f := range c.held {
+		c.enqueue(f)
+	}
+	c.inflight, c.held = "", nil
 }
 
 // typing relays a typing notice to the room, at most once per

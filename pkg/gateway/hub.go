@@ -106,10 +106,15 @@ func (g *Gateway) dropRoomLocked(r *room) {
 // blocks: enqueue drops (and closes) a connection that cannot keep up.
 func (g *Gateway) onRoomMsg(r *room, m *nats.Msg) {
 	typ := m.Header.Get(chat.HeaderType)
-	var from chat.ID
+	uid, _ := strconv.ParseInt(m.Header.Get(chat.HeaderUser), 10, 64)
+	sender := chat.ID(uid)
+	var from chat.ID // typing frames are not echoed to their sender
 	if typ == typeTyping {
-		n, _ := strconv.ParseInt(m.Header.Get(chat.HeaderUser), 10, 64)
-		from = chat.ID(n)
+		from = sender
+	}
+	var nonce string // a message frame may wait for its sender's ack
+	if typ == typeMessage {
+		nonce = m.Header.Get(chat.HeaderNonce)
 	}
 	data := m.Data
 	// The message ID is parsed at most once per frame, and only if a
@@ -146,6 +151,10 @@ func (g *Gateway) onRoomMsg(r *room, m *nats.Msg) {
 			if mid := msgID(); mid != 0 && mid <= mem.floor {
 				continue
 			}
+		}
+		if nonce != "" && c.caller.User.ID == sender && c.holdOwnFrame(nonce, data) {
+			n++
+			continue
 		}
 		if c.enqueue(data) {
 			n++

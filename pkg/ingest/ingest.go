@@ -353,6 +353,10 @@ func (s *Server) process(batch []request) {
 		out := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Data: frame, Header: nats.Header{}}
 		out.Header.Set(chat.HeaderType, "message")
 		out.Header.Set(chat.HeaderUser, m.UserID.String())
+		if m.Nonce != "" {
+			// Lets the sender's gateway put the ack before this frame.
+			out.Header.Set(chat.HeaderNonce, m.Nonce)
+		}
 		if err := s.deps.NC.PublishMsg(out); err != nil {
 			// The message is stored and acked; live clients will get it
 			// on their next join with since.
