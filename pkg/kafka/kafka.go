@@ -178,6 +178,11 @@ func (l *Log) Append(ctx context.Context, msgs []chat.Message) error {
 	return nil
 }
 
+// groupID scopes a consumer group to the topic, so two deployments that
+// share a Kafka cluster (with different topics) never share a group, and
+// one's rebalance cannot stall the other.
+func (l *Log) groupID(group string) string { return "chatd." + l.cfg.Topic + "." + group }
+
 // Consume runs a member of consumer group group until ctx ends.
 //
 // Each poll (up to MaxPollRecords records across this member's partitions)
@@ -191,6 +196,7 @@ func (l *Log) Consume(ctx context.Context, group string, handle func(context.Con
 	if group == "" {
 		return errors.New("kafka consume: empty group")
 	}
+	group = l.groupID(group)
 	log := l.log.With("group", group)
 	// pending holds, per partition, the last record handled but not yet
 	// committed (a commit failed), so the revoke callback can commit it
@@ -221,6 +227,11 @@ func (l *Log) Consume(ctx context.Context, group string, handle func(context.Con
 		kgo.ClientID(l.cfg.ClientID),
 		kgo.WithLogger(kgoLogger{log}),
 		kgo.ConsumerGroup(group),
+		// A member that dies (kill -9, lost host) holds its partitions
+		// until its session times out; franz-go's 45 s default stalled a
+		// restarted store role that long. Brokers accept down to 6 s.
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
 		kgo.ConsumeTopics(l.cfg.Topic),
 		// A new group starts at the beginning: every appended message
 		// reaches every group, even one created later.
@@ -347,6 +358,7 @@ func (l *Log) Lag(ctx context.Context, group string) (int64, error) {
 	if err := starts.Error(); err != nil {
 		return 0, fmt.Errorf("kafka start offsets: %w", err)
 	}
+	group = l.groupID(group)
 	committed, err := l.adm.FetchOffsets(ctx, group)
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return 0, fmt.Errorf("kafka group %q offsets: %w", group, err)
