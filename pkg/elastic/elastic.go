@@ -558,6 +558,10 @@ func (ix *Index) History(ctx context.Context, q chat.HistoryQuery) (chat.History
 	return page, nil
 }
 
+// maxSearchDepth bounds search paging, as Elasticsearch's own
+// index.max_result_window does (and the SQLite backend matches).
+const maxSearchDepth = 10_000
+
 // Search runs a full-text search in q.RoomIDs, best match first (ties:
 // newest first), with every term of the query required.
 func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchResult, error) {
@@ -584,18 +588,30 @@ func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	if r := timeRange(q.From, q.To); r != nil {
 		filter = append(filter, r)
 	}
-	body := map[string]any{
-		"size":             n + 1,
-		"query":            map[string]any{"bool": map[string]any{"must": must, "filter": filter}},
-		"sort":             []any{map[string]any{"_score": "desc"}, map[string]any{"id_n": "desc"}},
-		"track_total_hits": true,
-	}
+	// Pages are offsets into a snapshot: only messages with an ID below
+	// the bound fixed at the first page count. search_after on the score
+	// is not stable here: indexing between two pages re-scores every hit
+	// (the distributed test saw listings restart and repeat 1,000 hits).
+	offset, bound := int64(0), int64(chat.MinIDAt(time.Now().Add(time.Millisecond)))
 	if q.Cursor != "" {
 		after, err := decodeCursor("s", q.Cursor, 2)
 		if err != nil {
 			return chat.SearchResult{}, err
 		}
-		body["search_after"] = after
+		o, err1 := after[0].Int64()
+		b, err2 := after[1].Int64()
+		if err1 != nil || err2 != nil || o < 0 || o >= maxSearchDepth || b <= 0 {
+			return chat.SearchResult{}, chat.Errorf(chat.EINVALID, "invalid cursor")
+		}
+		offset, bound = o, b
+	}
+	filter = append(filter, map[string]any{"range": map[string]any{"id_n": map[string]any{"lt": bound}}})
+	body := map[string]any{
+		"from":             offset,
+		"size":             min(int64(n+1), maxSearchDepth-offset),
+		"query":            map[string]any{"bool": map[string]any{"must": must, "filter": filter}},
+		"sort":             []any{map[string]any{"_score": "desc"}, map[string]any{"id_n": "desc"}},
+		"track_total_hits": true,
 	}
 	sr, err := ix.search(ctx, body)
 	if err != nil {
@@ -604,7 +620,9 @@ func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	res := chat.SearchResult{Total: sr.Hits.Total.Value, Hits: make([]chat.SearchHit, 0, min(n, len(sr.Hits.Hits)))}
 	for i, h := range sr.Hits.Hits {
 		if i == n {
-			res.NextCursor = encodeCursor("s", sr.Hits.Hits[n-1].Sort)
+			if next := offset + int64(n); next < maxSearchDepth {
+				res.NextCursor = encodeCursor("s", []json.Number{json.Number(strconv.FormatInt(next, 10)), json.Number(strconv.FormatInt(bound, 10))})
+			}
 			break
 		}
 		m, err := h.Source.message()

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -190,5 +191,63 @@ func TestOpenSearchFlavor(t *testing.T) {
 	}
 	if strings.Contains(accept, "vnd.elasticsearch") {
 		t.Fatalf("opensearch flavor sent Accept %q", accept)
+	}
+}
+
+// TestSearchPagingStableWhileIndexing: messages indexed between two page
+// requests must not make a listing repeat or skip hits (search_after on
+// the score did, since every hit is re-scored).
+func TestSearchPagingStableWhileIndexing(t *testing.T) {
+	ix := openIndex(t, testConfig(t))
+	ctx := context.Background()
+	g, _ := chat.NewIDGen(3)
+	room, _ := g.Next()
+	batch := func(n int, word string) []chat.Message {
+		var ms []chat.Message
+		for i := range n {
+			id, at := g.Next()
+			body := fmt.Sprintf("stable %s %d %s", word, i, strings.Repeat("pad ", i%7))
+			ms = append(ms, chat.Message{ID: id, RoomID: room, UserID: 1, Username: "u", Body: body, CreatedAt: at})
+		}
+		return ms
+	}
+	first := batch(300, "old")
+	if err := ix.IndexMessages(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[chat.ID]int{}
+	q := chat.SearchQuery{Text: "stable", RoomIDs: []chat.ID{room}, Limit: 100}
+	for page := 0; page < 10; page++ {
+		res, err := ix.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range res.Hits {
+			seen[h.Message.ID]++
+		}
+		if page == 0 {
+			// New matching messages arrive while the client pages.
+			if err := ix.IndexMessages(ctx, batch(200, "new")); err != nil {
+				t.Fatal(err)
+			}
+			if err := ix.refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if res.NextCursor == "" {
+			break
+		}
+		q.Cursor = res.NextCursor
+	}
+	for _, m := range first {
+		if seen[m.ID] != 1 {
+			t.Fatalf("message %v seen %d times while paging", m.ID, seen[m.ID])
+		}
+	}
+	if len(seen) != len(first) {
+		t.Fatalf("listing held %d messages, want the %d indexed before it began", len(seen), len(first))
 	}
 }
