@@ -235,6 +235,35 @@ func SearchIndex(t *testing.T, open func(t *testing.T) chat.SearchIndex) {
 		}
 	})
 
+	// IDs carry milliseconds only; a range must still be exact to the
+	// nanosecond, also when its bound falls inside a millisecond that holds
+	// several messages.
+	t.Run("TimeRangeWithinMillisecond", func(t *testing.T) {
+		s, ctx := open(t), ctxOf(t)
+		base := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+		room := chat.ID(8)
+		var batch []chat.Message
+		for i := range 4 {
+			// 0.0, 0.2, 0.4, 0.6 ms: one millisecond, four messages.
+			batch = append(batch, messageAt(base.Add(time.Duration(i)*200*time.Microsecond), i, room, 1, fmt.Sprintf("micro %d", i)))
+		}
+		noErr(t, "IndexMessages", s.IndexMessages(ctx, batch))
+		waitSearch(t, s, chat.SearchQuery{Text: "micro", RoomIDs: []chat.ID{room}, Limit: 50}, 4)
+		from, to := batch[1].CreatedAt, batch[3].CreatedAt
+		page, err := s.History(ctx, chat.HistoryQuery{RoomID: room, From: from, To: to, Limit: 50})
+		noErr(t, "History", err)
+		if got, want := ids(page.Messages), ids(batch[1:3]); !slices.Equal(got, want) {
+			t.Fatalf("History [0.2ms, 0.6ms) = %v, want %v", got, want)
+		}
+		res, err := s.Search(ctx, chat.SearchQuery{Text: "micro", RoomIDs: []chat.ID{room}, From: from, To: to, Limit: 50})
+		noErr(t, "Search", err)
+		got := hitIDs(res)
+		slices.Sort(got)
+		if want := ids(batch[1:3]); !slices.Equal(got, want) {
+			t.Fatalf("Search [0.2ms, 0.6ms) = %v, want %v", got, want)
+		}
+	})
+
 	t.Run("Relevance", func(t *testing.T) {
 		s, ctx, g := open(t), ctxOf(t), newIDGen(t)
 		room := nextID(g)

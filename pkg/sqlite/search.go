@@ -101,14 +101,28 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 	return nil
 }
 
-// idRange turns a [from, to) time range into an ID range [lo, hi).
+// idRange turns a [from, to) time range into an ID range [lo, hi) that
+// holds every message of the range. IDs carry milliseconds only, so the
+// range is widened to whole milliseconds; timeRange then filters exactly.
 func idRange(from, to time.Time) (lo, hi int64) {
 	lo, hi = 0, math.MaxInt64
 	if !from.IsZero() {
 		lo = int64(chat.MinIDAt(from))
 	}
 	if !to.IsZero() {
-		hi = int64(chat.MinIDAt(to))
+		hi = int64(chat.MinIDAt(to.Add(time.Millisecond)))
+	}
+	return lo, hi
+}
+
+// timeRange is [from, to) in the unix nanoseconds of created_at.
+func timeRange(from, to time.Time) (lo, hi int64) {
+	lo, hi = math.MinInt64, math.MaxInt64
+	if !from.IsZero() {
+		lo = from.UnixNano()
+	}
+	if !to.IsZero() {
+		hi = to.UnixNano()
 	}
 	return lo, hi
 }
@@ -129,8 +143,10 @@ func (s *Search) History(ctx context.Context, q chat.HistoryQuery) (chat.History
 		}
 		lo = max(lo, vals[0]+1)
 	}
+	tlo, thi := timeRange(q.From, q.To)
 	msgs, err := queryMessages(ctx, s.db, `SELECT `+messageCols+` FROM messages
-		WHERE room_id = ? AND id >= ? AND id < ? ORDER BY id LIMIT ?`, int64(q.RoomID), lo, hi, limit+1)
+		WHERE room_id = ? AND id >= ? AND id < ? AND created_at >= ? AND created_at < ? ORDER BY id LIMIT ?`,
+		int64(q.RoomID), lo, hi, tlo, thi, limit+1)
 	if err != nil {
 		return chat.HistoryPage{}, fmt.Errorf("history: %w", err)
 	}
@@ -201,6 +217,13 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	if q.UserID != 0 {
 		from += ` AND m.user_id = ?`
 		args = append(args, int64(q.UserID))
+	}
+	if !q.From.IsZero() || !q.To.IsZero() {
+		// The ID range is whole milliseconds; the exact bounds are on
+		// created_at, read only for matches inside that range.
+		tlo, thi := timeRange(q.From, q.To)
+		from += ` AND EXISTS (SELECT 1 FROM messages x WHERE x.id = m.id AND x.created_at >= ? AND x.created_at < ?)`
+		args = append(args, tlo, thi)
 	}
 	// Rank IDs alone and read only the page's messages, so the sort does not
 	// carry every matching body. The matches are gathered once (the CTE),
