@@ -428,12 +428,12 @@ func (m *Main) openHTTP(ctx context.Context) error {
 			AllowedOrigins:  originHosts(cfg.HTTP.AllowedOrigins),
 			MaxBadFrames:    cfg.Gateway.MaxBadFrames,
 			TypingInterval:  cfg.Gateway.TypingInterval,
-		}, gateway.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster, NC: m.nc}, m.Log.With("role", "gateway"))
+		}, gateway.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster, NC: m.nc}, m.Log)
 		gw.Register(mux)
 		m.addRunner("gateway", gw.Run)
 		m.metrics.Gateway(func() metrics.GatewayStats { return metrics.GatewayStats(gw.Stats()) })
 		api := httpapi.New(httpapi.Config{MaxBodyBytes: cfg.HTTP.MaxBodyBytes, AllowedOrigins: cfg.HTTP.AllowedOrigins, SecureCookies: cfg.HTTP.SecureCookies},
-			httpapi.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster}, m.Log.With("component", "http"))
+			httpapi.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster}, m.Log)
 		api.Register(mux)
 		mux.Handle("/", web.Handler())
 	}

@@ -284,11 +284,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, room chat.ID) {
 	}
 	ws.SetReadLimit(g.cfg.MaxFrameBytes)
 	g.stats.connsTotal.Add(1)
-	c.log.Debug("connection open", "remote_addr", r.RemoteAddr)
+	c.log.Info("connection open", "remote_addr", r.RemoteAddr)
 	c.run(ws, room)
 	g.removeConn(c)
 	code, reason, _ := c.closeStatus()
-	c.log.Debug("connection closed", "code", int(code), "reason", reason)
+	c.log.Info("connection closed", "code", int(code), "reason", reason)
 }
 
 // addConn registers a connection of caller, enforcing the per-user cap.
