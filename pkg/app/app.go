@@ -346,7 +346,7 @@ func (m *Main) openStore(ctx context.Context) (chat.MessageStore, error) {
 	cfg := m.Config
 	switch cfg.Store.Backend {
 	case "scylla":
-		s, err := scylla.Open(ctx, scylla.Config{Hosts: cfg.Scylla.Hosts, Keyspace: cfg.Scylla.Keyspace, Replication: cfg.Scylla.Replication, Consistency: cfg.Scylla.Consistency, BucketSpan: cfg.Scylla.BucketSpan}, m.Log.With("component", "scylla"))
+		s, err := scylla.Open(ctx, scyllaConfig(cfg), m.Log.With("component", "scylla"))
 		if err != nil {
 			return nil, fmt.Errorf("open scylla: %w", err)
 		}
@@ -369,8 +369,7 @@ func (m *Main) openIndex(ctx context.Context) (chat.SearchIndex, error) {
 	cfg := m.Config
 	switch cfg.Search.Backend {
 	case "elasticsearch":
-		e := cfg.Elasticsearch
-		ix, err := elastic.Open(ctx, elastic.Config{Addresses: e.Addresses, Username: e.Username, Password: e.Password, Index: e.Index, Flavor: e.Flavor, BulkMaxDocs: e.BulkMaxDocs, BulkMaxBytes: e.BulkMaxBytes, FlushInterval: e.FlushInterval}, m.Log.With("component", "elasticsearch"))
+		ix, err := elastic.Open(ctx, elasticConfig(cfg), m.Log.With("component", "elasticsearch"))
 		if err != nil {
 			return nil, fmt.Errorf("open elasticsearch: %w", err)
 		}
@@ -386,6 +385,17 @@ func (m *Main) openIndex(ctx context.Context) (chat.SearchIndex, error) {
 		m.onClose(s.Close)
 		return s, nil
 	}
+}
+
+func scyllaConfig(cfg config.Config) scylla.Config {
+	s := cfg.Scylla
+	return scylla.Config{Hosts: s.Hosts, Keyspace: s.Keyspace, Replication: s.Replication, Consistency: s.Consistency, BucketSpan: s.BucketSpan}
+}
+
+func elasticConfig(cfg config.Config) elastic.Config {
+	e := cfg.Elasticsearch
+	return elastic.Config{Addresses: e.Addresses, Username: e.Username, Password: e.Password, Index: e.Index, Flavor: e.Flavor,
+		BulkMaxDocs: e.BulkMaxDocs, BulkMaxBytes: e.BulkMaxBytes, FlushInterval: e.FlushInterval}
 }
 
 // originHosts turns configured origins (https://chat.example.com) into the

@@ -40,7 +40,7 @@ func Migrate(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	switch cfg.Store.Backend {
 	case "scylla":
-		s, err := scylla.Open(ctx, scylla.Config{Hosts: cfg.Scylla.Hosts, Keyspace: cfg.Scylla.Keyspace, Replication: cfg.Scylla.Replication, Consistency: cfg.Scylla.Consistency, BucketSpan: cfg.Scylla.BucketSpan}, log)
+		s, err := scylla.Open(ctx, scyllaConfig(cfg), log)
 		if err != nil {
 			return fmt.Errorf("open scylla: %w", err)
 		}
@@ -57,8 +57,7 @@ func Migrate(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	switch cfg.Search.Backend {
 	case "elasticsearch":
-		e := cfg.Elasticsearch
-		ix, err := elastic.Open(ctx, elastic.Config{Addresses: e.Addresses, Username: e.Username, Password: e.Password, Index: e.Index, Flavor: e.Flavor}, log)
+		ix, err := elastic.Open(ctx, elasticConfig(cfg), log)
 		if err != nil {
 			return fmt.Errorf("open elasticsearch: %w", err)
 		}
