@@ -7,7 +7,6 @@ package config
 import (
 	"fmt"
 	"net"
-	"os"
 	"reflect"
 	"slices"
 	"sort"
@@ -465,6 +464,3 @@ func Keys() []string {
 	sort.Strings(keys)
 	return keys
 }
-
-// Environ is os.Environ, for callers that want the process environment.
-func Environ() []string { return os.Environ() }

@@ -112,9 +112,6 @@ func NewServer(cfg Config, deps Deps, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, deps: deps, log: log.With("role", "ingest"), buf: make(chan request, cfg.Buffer)}
 }
 
-// BufferLen returns how many requests wait for the batcher.
-func (s *Server) BufferLen() int { return len(s.buf) }
-
 // Stats returns the counters.
 func (s *Server) Stats() Stats {
 	return Stats{

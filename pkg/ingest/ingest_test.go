@@ -432,8 +432,8 @@ func TestBufferFullIsUnavailable(t *testing.T) {
 	if got := s.Stats().RejectedBusy; got != n-3 {
 		t.Fatalf("rejected_busy %d, want %d", got, n-3)
 	}
-	if s.BufferLen() != 2 {
-		t.Fatalf("buffer length %d, want 2", s.BufferLen())
+	if s.Stats().BufferLen != 2 {
+		t.Fatalf("buffer length %d, want 2", s.Stats().BufferLen)
 	}
 	e.glog.open()
 	for range 3 {
