@@ -15,6 +15,7 @@ import (
 // covers what the store writer has not caught up with yet.
 type Recent interface {
 	RecentAfter(ctx context.Context, room, after chat.ID) ([]chat.Message, error)
+	RecentBefore(ctx context.Context, room, before chat.ID, limit int) ([]chat.Message, error)
 }
 
 // Service implements chat.QueryService.
@@ -77,9 +78,11 @@ func (s *Service) Latest(ctx context.Context, userID, roomID, before chat.ID, li
 		return nil, err
 	}
 	var recent []chat.Message
-	for _, m := range s.recentAfter(ctx, roomID, 0) {
-		if before == 0 || m.ID < before {
-			recent = append(recent, m)
+	if s.recent != nil {
+		var err error
+		if recent, err = s.recent.RecentBefore(ctx, roomID, before, limit); err != nil {
+			s.log.Warn("recent window unavailable", "room_id", roomID, "err", err)
+			recent = nil
 		}
 	}
 	all := merge(stored, recent)

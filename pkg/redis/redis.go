@@ -82,9 +82,6 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
 	return c, nil
 }
 
-// Client returns the underlying client (for health checks).
-func (c *Cache) Client() goredis.UniversalClient { return c.rdb }
-
 // Ping checks that Redis answers.
 func (c *Cache) Ping(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }
 
@@ -284,6 +281,28 @@ func (c *Cache) RecentAfter(ctx context.Context, room, after chat.ID) ([]chat.Me
 	return out, nil
 }
 
+// RecentBefore returns the newest limit messages of the room's window with
+// an ID below before (0: no bound), oldest first. It reads only those
+// entries, so a join does not decode the whole window.
+func (c *Cache) RecentBefore(ctx context.Context, room, before chat.ID, limit int) ([]chat.Message, error) {
+	max := "+"
+	if before > 0 {
+		max = "(" + padID(before)
+	}
+	vals, err := c.rdb.ZRevRangeByLex(ctx, c.recentKey(room), &goredis.ZRangeBy{Min: "-", Max: max, Count: int64(limit)}).Result()
+	if err != nil {
+		return nil, unavailable("recent", err)
+	}
+	out := make([]chat.Message, 0, len(vals))
+	for i := len(vals) - 1; i >= 0; i-- {
+		var m chat.Message
+		if v := vals[i]; len(v) > idWidth && json.Unmarshal([]byte(v[idWidth:]), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
 const idWidth = 19 // digits of the largest int64
 
 func padID(id chat.ID) string {
@@ -292,12 +311,4 @@ func padID(id chat.ID) string {
 		return s
 	}
 	return strings.Repeat("0", idWidth-len(s)) + s
-}
-
-// DropRecent forgets a room's window (the room was deleted).
-func (c *Cache) DropRecent(ctx context.Context, room chat.ID) error {
-	if err := c.rdb.Del(ctx, c.recentKey(room)).Err(); err != nil {
-		return unavailable("drop recent", err)
-	}
-	return nil
 }

@@ -157,11 +157,15 @@ func TestRecentWindow(t *testing.T) {
 			if other, _ := c.RecentAfter(ctx, 2, 0); len(other) != 1 || other[0].Body != "other room" {
 				t.Fatalf("room 2 window: %v", other)
 			}
-			if err := c.DropRecent(ctx, 1); err != nil {
+			before, err := c.RecentBefore(ctx, 1, 8, 2)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if got, _ := c.RecentAfter(ctx, 1, 0); len(got) != 0 {
-				t.Fatal("window survived drop")
+			if len(before) != 2 || before[0].ID != 6 || before[1].ID != 7 {
+				t.Fatalf("RecentBefore(8, 2) = %v, want [6 7]", before)
+			}
+			if newest, _ := c.RecentBefore(ctx, 1, 0, 3); len(newest) != 3 || newest[2].ID != 8 {
+				t.Fatalf("RecentBefore(0, 3) = %v, want [6 7 8]", newest)
 			}
 		})
 	}
