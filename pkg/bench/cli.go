@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
@@ -31,6 +32,9 @@ func Command() *cli.Command {
 		&cli.IntFlag{Name: "max-errors", Usage: "connect: stop once more connections than this failed (default 0)"},
 		&cli.DurationFlag{Name: "drain", Usage: "after sending, wait for outstanding acks and deliveries until none came for this long (default 5s; 2m at most)"},
 		&cli.DurationFlag{Name: "settle", Usage: "idle: wait after connecting before reading memory (default 2s)"},
+		&cli.DurationFlag{Name: "lag-wait", Usage: "persist: after sending, wait at most this long for the store and index lag to reach 0 (default 60s)"},
+		&cli.DurationFlag{Name: "sample", Usage: "persist: /metrics lag sampling interval (default 1s)"},
+		&cli.StringFlag{Name: "cpuprofile", Usage: "write CPU profiles: FILE for this process, FILE.wN for worker N"},
 		&cli.IntFlag{Name: "pid", Usage: "server pid to read VmRSS from (default: /metrics process_resident_memory_bytes)"},
 		&cli.IntFlag{Name: "workers", Usage: "worker processes to spread connections over (each holds at most its share of open files); 0: in this process"},
 		&cli.StringFlag{Name: "json", Usage: "write the results to this file"},
@@ -66,7 +70,7 @@ func Command() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "load a running chatd through its public API and measure it (start it with --set limits.send_rate=0)",
-		Description: "Scenarios: idle, fanout, chat, connect, durable. Each creates its own users and rooms,\n" +
+		Description: "Scenarios: idle, fanout, chat, connect, durable, persist. Each creates its own users and rooms,\n" +
 			"prints progress once a second and a table at the end. Loopback targets only unless --allow-remote.",
 		Flags:       []cli.Flag{&cli.BoolFlag{Name: "worker", Hidden: true}},
 		Subcommands: subs,
@@ -85,6 +89,7 @@ var usage = map[string]string{
 	"chat":    "many small rooms (--room-size), everyone sends (--rate total)",
 	"connect": "connection storm: opens --conns connections (dial+join) as fast as --concurrency allows, until errors",
 	"durable": "sends with acks at --rate, reports ack latency, then reads every acked message back from history",
+	"persist": "durable sends at --rate (default 10,000/s) for --duration (default 60s) over --rooms; samples the store and index lag from /metrics, waits for it to reach 0, then checks every acked message is stored once",
 }
 
 func runCLI(c *cli.Context, scenario string) error {
@@ -95,10 +100,22 @@ func runCLI(c *cli.Context, scenario string) error {
 		MaxP99: c.Duration("max-p99"), MaxLoss: c.Float64("max-loss"), BodySize: c.Int("body-size"),
 		ConnsPerUser: c.Int("conns-per-user"), Concurrency: c.Int("concurrency"), MaxErrors: c.Int("max-errors"),
 		Drain: c.Duration("drain"), Settle: c.Duration("settle"), PID: c.Int("pid"), Workers: c.Int("workers"),
+		LagWait: c.Duration("lag-wait"), Sample: c.Duration("sample"), CPUProfile: c.String("cpuprofile"),
 		Progress: c.App.ErrWriter,
 	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr
+	}
+	if f := o.CPUProfile; f != "" {
+		pf, err := os.Create(f)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -161,12 +161,11 @@ type totals struct {
 	AckedByRoom           map[string]int64
 	Tally                 Tally
 	Connect, Lat, AckLat  *hdrhistogram.Histogram
-	AckedSeqs             map[int][]int64
 }
 
 func merge(rs []reply) totals {
 	t := totals{Members: map[string]int{}, ErrCodes: map[string]int64{}, AckedByRoom: map[string]int64{},
-		Connect: newHist(), Lat: newHist(), AckLat: newHist(), AckedSeqs: map[int][]int64{}}
+		Connect: newHist(), Lat: newHist(), AckLat: newHist()}
 	for _, r := range rs {
 		s := r.Stats
 		if s == nil {
@@ -198,9 +197,6 @@ func merge(rs []reply) totals {
 		t.Connect.Merge(decodeHist(s.ConnectHist))
 		t.Lat.Merge(decodeHist(s.Lat))
 		t.AckLat.Merge(decodeHist(s.AckLat))
-		for k, v := range s.AckedSeqs {
-			t.AckedSeqs[k] = append(t.AckedSeqs[k], v...)
-		}
 	}
 	t.Tally.Expected = expectedDeliveries(t.AckedByRoom, t.Members)
 	return t

@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"sync"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -70,40 +69,4 @@ func decodeHist(s string) *hdrhistogram.Histogram {
 		return newHist()
 	}
 	return h
-}
-
-// shardedHist spreads concurrent recording over several locks.
-type shardedHist struct {
-	shards [16]struct {
-		mu sync.Mutex
-		h  *hdrhistogram.Histogram
-		_  [40]byte
-	}
-}
-
-func newShardedHist() *shardedHist {
-	s := &shardedHist{}
-	for i := range s.shards {
-		s.shards[i].h = newHist()
-	}
-	return s
-}
-
-func (s *shardedHist) record(shard int, d time.Duration) {
-	sh := &s.shards[shard&(len(s.shards)-1)]
-	sh.mu.Lock()
-	record(sh.h, d)
-	sh.mu.Unlock()
-}
-
-// merged returns a copy holding every shard's values.
-func (s *shardedHist) merged() *hdrhistogram.Histogram {
-	out := newHist()
-	for i := range s.shards {
-		sh := &s.shards[i]
-		sh.mu.Lock()
-		out.Merge(sh.h)
-		sh.mu.Unlock()
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 )
 
@@ -77,9 +78,29 @@ func (r *Result) notes() []string {
 				add("step %d (%.0f sends/s) broke: %s", i+1, s.Rate, s.Broke)
 			}
 		}
-	case "durable":
+	case "durable", "persist":
+		if p := r.Persist; p != nil {
+			add("offered %.0f sends/s, sent %.0f/s, acked %.0f/s", p.OfferedRate, p.SentRate, p.AckedRate)
+			if s := r.Main(); s != nil {
+				l := s.AckLatency
+				add("ack latency p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms", l.P50, l.P99, l.P999, l.Max)
+			}
+			if p.NoLagMetric {
+				add("no chatd_log_lag on /metrics: store and index lag unknown")
+			}
+			for _, g := range sortedKeys(p.Lag) {
+				l := p.Lag[g]
+				add("%s lag: max %.2fs, %d messages (%d samples)", g, l.MaxSeconds, l.MaxMessages, p.Samples)
+			}
+			caught := "caught up"
+			if !p.CaughtUp {
+				caught = "did NOT catch up"
+			}
+			add("consumers %s %.1fs after the send phase; written by the consumers: %s", caught, p.CatchUpSecs, counts(p.SinkWritten))
+		}
 		if r.Store != nil {
-			add("stored exactly once: %d of %d acked (missing %d, doubled %d)", r.Store.Found, r.Store.Acked, r.Store.Missing, r.Store.Doubled)
+			add("stored exactly once: %d of %d acked (missing %d, doubled %d, sends stored under two IDs %d; %d pages)",
+				r.Store.Found, r.Store.Acked, r.Store.Missing, r.Store.Doubled, r.Store.DupSends, r.Store.Pages)
 		}
 	}
 	if r.Dropped > 0 {
@@ -92,6 +113,17 @@ func (r *Result) notes() []string {
 		add("%s", n)
 	}
 	return out
+}
+
+func counts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "unknown"
+	}
+	var out []string
+	for _, k := range sortedKeys(m) {
+		out = append(out, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(out, ", ")
 }
 
 // WriteJSON writes results to path.

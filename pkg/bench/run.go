@@ -18,7 +18,7 @@ import (
 )
 
 // Scenarios are the runs bench knows.
-var Scenarios = []string{"idle", "fanout", "chat", "connect", "durable"}
+var Scenarios = []string{"idle", "fanout", "chat", "connect", "durable", "persist"}
 
 // Options configure one run. Zero values take the scenario's defaults.
 type Options struct {
@@ -41,6 +41,9 @@ type Options struct {
 	MaxErrors    int           // connect: stop past this many failed connections
 	Drain        time.Duration // how long to wait for outstanding deliveries after sending
 	Settle       time.Duration // idle: wait before reading memory after connecting
+	LagWait      time.Duration // persist: most to wait after sending for the consumer lag to reach 0
+	Sample       time.Duration // persist: /metrics lag sampling interval
+	CPUProfile   string        // write CPU profiles: this file (coordinator) and FILE.wN (worker N)
 
 	PID       int  // server pid for VmRSS; 0: /metrics
 	Workers   int  // worker processes (0: one, in this process)
@@ -100,6 +103,15 @@ func (o *Options) defaults() error {
 		def(&o.Rooms, o.Conns) // each sender in its own room: the ack path, not fanout
 		defD(&o.Duration, 5*time.Second)
 		defF(&o.Rate, 500)
+	case "persist":
+		// Bar 4 as it stands: 10,000 durable sends/s for 60 s, over many
+		// rooms (one sender per room: the store and index path, not fanout).
+		def(&o.Conns, 100)
+		def(&o.Rooms, o.Conns)
+		defD(&o.Duration, 60*time.Second)
+		defF(&o.Rate, 10000)
+		defD(&o.LagWait, 60*time.Second)
+		defD(&o.Sample, time.Second)
 	default:
 		return fmt.Errorf("unknown scenario %q (want one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
 	}
@@ -108,6 +120,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Conns > 200_000 || o.Duration > time.Hour || o.Steps > 50 {
 		return errors.New("refusing an unbounded run: at most 200000 connections, 1h, 50 steps")
+	}
+	if o.LagWait > 10*time.Minute || (o.Sample > 0 && o.Sample < 50*time.Millisecond) {
+		return errors.New("refusing an unbounded run: --lag-wait at most 10m, --sample at least 50ms")
 	}
 	if o.BodySize > 4000 {
 		return errors.New("--body-size: at most 4000")
@@ -119,6 +134,7 @@ func (o *Options) defaults() error {
 type Step struct {
 	Rate             float64 `json:"rate"`    // offered sends/s, total
 	Seconds          float64 `json:"seconds"` // send phase, or until the last delivery if later
+	SendSeconds      float64 `json:"send_seconds"`
 	Sent             int64   `json:"sent"`
 	Acked            int64   `json:"acked"`
 	SendErrors       int64   `json:"send_errors"`
@@ -129,15 +145,6 @@ type Step struct {
 	AckLatency       Latency `json:"ack_latency"`
 	OK               bool    `json:"ok"`
 	Broke            string  `json:"broke,omitempty"`
-}
-
-// StoreCheck is durable's read-back of every acked message.
-type StoreCheck struct {
-	Acked   int64   `json:"acked"`
-	Found   int64   `json:"found_once"`
-	Missing int64   `json:"missing"`
-	Doubled int64   `json:"doubled"`
-	Seconds float64 `json:"seconds_to_converge"`
 }
 
 // Result is one run.
@@ -162,6 +169,8 @@ type Result struct {
 	LastGood       int              `json:"last_good_step"` // index into Steps, -1: none
 	ErrCodes       map[string]int64 `json:"error_codes,omitempty"`
 	Store          *StoreCheck      `json:"store,omitempty"`
+	Persist        *Persist         `json:"persist,omitempty"`
+	WorkerCPU      float64          `json:"worker_cpu_seconds,omitempty"` // CPU the workers used in the run (child processes only)
 	Started        time.Time        `json:"started"`
 	Seconds        float64          `json:"seconds"`
 	Notes          []string         `json:"notes,omitempty"`
@@ -230,7 +239,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if _, err := p.all(ctx, func(i int) command {
 		c := command{Op: "init"}
-		c.Arg.Base, c.Arg.Conns, c.Arg.BodySize, c.Arg.CollectAcks = base, share[i], o.BodySize, o.Scenario == "durable"
+		c.Arg.Base, c.Arg.Conns, c.Arg.BodySize = base, share[i], o.BodySize
+		c.Arg.CollectAcks = o.Scenario == "durable" || o.Scenario == "persist"
+		if o.CPUProfile != "" && exe != "" {
+			c.Arg.CPUProfile = fmt.Sprintf("%s.w%d", o.CPUProfile, i)
+		}
 		return c
 	}); err != nil {
 		return nil, err
@@ -357,15 +370,27 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.RSSAfter, _ = a.rss(ctx, o.PID)
 		}
 		if o.Scenario == "durable" {
+			acks, err := fetchAcks(ctx, p)
+			if err != nil {
+				return nil, err
+			}
 			say("reading back every acked message")
-			sc, err := checkStored(ctx, a, specs, st.ackedSeqs, say)
+			sc, err := verifyStored(ctx, a, specs[0].Token, acks, time.Now().Add(30*time.Second), say)
 			if err != nil {
 				return nil, err
 			}
 			res.Store = sc
-			if sc.Missing > 0 || sc.Doubled > 0 {
+			if !sc.OK() {
 				res.Steps[0].OK = false
 			}
+		}
+	case "persist":
+		if err := runPersist(ctx, a, p, pubs, specs, o, res, say); err != nil {
+			return nil, err
+		}
+		if haveRSS {
+			res.RSSBefore = rssBefore
+			res.RSSAfter, _ = a.rss(ctx, o.PID)
 		}
 	}
 	dropped := merge(mustStats(ctx, p)).Dropped
@@ -423,9 +448,8 @@ func ticker(ctx context.Context, p pool, f func(totals)) (stop func()) {
 
 type stepOut struct {
 	Step
-	codes     map[string]int64
-	dropped   int64
-	ackedSeqs map[int][]int64
+	codes   map[string]int64
+	dropped int64
 }
 
 // runStep sends at rate (total) from every publisher for o.Duration, waits
@@ -493,6 +517,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	// Throughput over the time the deliveries took: the send phase, or up
 	// to the last one that came while draining if the server fell behind.
 	s.Seconds = max(sendTime, lastProgress.Sub(start)).Seconds()
+	s.SendSeconds = sendTime.Seconds()
 	s.DeliveriesPerSec = float64(t.Tally.Unique) / s.Seconds
 	if unacked := t.Sent - t.Acked - t.SendErr; unacked > 0 {
 		s.SendErrors += unacked // never answered: count as failed
@@ -500,7 +525,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	}
 	say("step %d done: %.0f deliveries/s  lost %d  dup %d  reordered %d  p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms",
 		step, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max)
-	out.Step, out.codes, out.dropped, out.ackedSeqs = s, t.ErrCodes, t.Dropped-before, t.AckedSeqs
+	out.Step, out.codes, out.dropped = s, t.ErrCodes, t.Dropped-before
 	return out, nil
 }
 
@@ -513,55 +538,6 @@ func codes(m map[string]int64) string {
 		fmt.Fprintf(&b, " %s=%d", k, v)
 	}
 	return " (" + strings.TrimSpace(b.String()) + ")"
-}
-
-// checkStored pages every room's history until each acked message is there
-// exactly once, or 30 s pass (the store trails the log).
-func checkStored(ctx context.Context, a *api, specs []connSpec, acked map[int][]int64, say func(string, ...any)) (*StoreCheck, error) {
-	rooms := map[string]bool{}
-	for _, s := range specs {
-		rooms[s.Room] = true
-	}
-	token := specs[0].Token
-	var n int64
-	for _, v := range acked {
-		n += int64(len(v))
-	}
-	start := time.Now()
-	deadline := start.Add(30 * time.Second)
-	for {
-		seen := map[[2]int64]int{}
-		for room := range rooms {
-			bodies, err := a.roomBodies(ctx, token, room)
-			if err != nil {
-				return nil, fmt.Errorf("read back room %s: %w", room, err)
-			}
-			for _, b := range bodies {
-				if s, ok := decodeBody([]byte(b)); ok {
-					seen[[2]int64{int64(s.Pub), s.Seq}]++
-				}
-			}
-		}
-		sc := &StoreCheck{Acked: n}
-		for pub, seqs := range acked {
-			for _, q := range seqs {
-				switch c := seen[[2]int64{int64(pub), q}]; {
-				case c == 0:
-					sc.Missing++
-				case c == 1:
-					sc.Found++
-				default:
-					sc.Doubled++
-				}
-			}
-		}
-		sc.Seconds = time.Since(start).Seconds()
-		if sc.Missing == 0 && sc.Doubled == 0 || time.Now().After(deadline) {
-			say("stored once %d of %d acked (missing %d, doubled %d)", sc.Found, sc.Acked, sc.Missing, sc.Doubled)
-			return sc, nil
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
 }
 
 // setup creates the run's users and rooms and lays out its connections.
@@ -612,7 +588,7 @@ func setup(ctx context.Context, a *api, o Options, say func(string, ...any)) ([]
 				pub++
 				specs[i].Pub = pub
 			}
-		case "chat", "durable":
+		case "chat", "durable", "persist":
 			pub++
 			specs[i].Pub = pub
 		}

@@ -65,7 +65,7 @@ func TestScenariosSmoke(t *testing.T) {
 		t.Run(sc, func(t *testing.T) {
 			o := bench.Options{
 				Scenario: sc, URL: base, Conns: 20, Duration: 2 * time.Second, Settle: 200 * time.Millisecond,
-				Rate: 40, Steps: 2, MaxP99: time.Hour, Drain: 30 * time.Second,
+				Rate: 40, Steps: 2, MaxP99: time.Hour, Drain: 30 * time.Second, LagWait: 30 * time.Second, Sample: 100 * time.Millisecond,
 				PID: os.Getpid(), Workers: 2, InProcess: true, Progress: progress(t),
 			}
 			if sc == "fanout" || sc == "idle" || sc == "connect" {
@@ -103,10 +103,30 @@ func TestScenariosSmoke(t *testing.T) {
 					t.Errorf("step %d: %d latencies for %d deliveries", i, s.Latency.Count, s.Tally.Unique)
 				}
 			}
-			if sc == "durable" {
+			if sc == "durable" || sc == "persist" {
 				st := res.Store
-				if st == nil || st.Acked == 0 || st.Found != st.Acked || st.Missing != 0 || st.Doubled != 0 {
+				if st == nil || st.Acked == 0 || st.Acked != res.Steps[0].Acked || st.Found != st.Acked || st.Missing != 0 || st.Doubled != 0 || st.DupSends != 0 || st.Pages == 0 {
 					t.Errorf("store check %+v", st)
+				}
+			}
+			if sc == "persist" {
+				p := res.Persist
+				if p == nil {
+					t.Fatal("no persist result")
+				}
+				if !p.CaughtUp || p.Samples == 0 || p.AppendedBy == "" {
+					t.Errorf("persist %+v", p)
+				}
+				for _, g := range []string{"store", "index"} {
+					if l := p.Lag[g]; l == nil || l.Last != 0 {
+						t.Errorf("%s lag %+v, want sampled and back to 0", g, l)
+					}
+				}
+				if n, ok := p.SinkWritten["store"]; !ok || n < res.Store.Acked {
+					t.Errorf("store consumer wrote %d (%v) of %d acked", n, ok, res.Store.Acked)
+				}
+				if p.OfferedRate != 40 || p.AckedRate <= 0 {
+					t.Errorf("rates %+v", p)
 				}
 			}
 			if sc == "chat" && res.Rooms != 4 {

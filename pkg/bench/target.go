@@ -165,36 +165,6 @@ func (a *api) createRoom(ctx context.Context, token, name string) (string, error
 	return strings.Trim(r.ID.String(), `"`), nil
 }
 
-// roomBodies pages a room's whole history (newest first) and returns every
-// message body.
-func (a *api) roomBodies(ctx context.Context, token, room string) ([]string, error) {
-	var out []string
-	before := ""
-	for {
-		path := "/api/v1/rooms/" + room + "/messages?limit=200"
-		if before != "" {
-			path += "&before=" + before
-		}
-		var page struct {
-			Messages []struct {
-				ID   string `json:"id"`
-				Body string `json:"body"`
-			} `json:"messages"`
-			NextBefore string `json:"next_before"`
-		}
-		if err := a.do(ctx, "GET", path, token, nil, &page); err != nil {
-			return nil, err
-		}
-		for _, m := range page.Messages {
-			out = append(out, m.Body)
-		}
-		if len(page.Messages) == 0 || page.NextBefore == "" || page.NextBefore == before {
-			return out, nil
-		}
-		before = page.NextBefore
-	}
-}
-
 // rss reads the server's resident memory in bytes: from /proc/PID/status
 // when pid > 0, else from the process_resident_memory_bytes gauge of
 // /metrics. ok is false when neither is available.

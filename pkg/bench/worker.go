@@ -2,25 +2,35 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
-	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net/http"
+	"net"
+	"net/url"
+	"os"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // A worker holds a share of the run's connections. It runs in a child
 // process (chatd bench --worker, so no process holds more than its share of
 // open files) or, in tests, in a goroutine; either way it reads commands as
 // JSON lines and answers each with one JSON line.
+//
+// The receive path is built to cost little per frame: on Linux one
+// goroutine per worker waits on epoll for all its sockets and parses each
+// read straight out of one large buffer (several frames the server wrote at
+// once come out of one read), taking only the fields it needs; elsewhere one
+// goroutine per connection reads into its own buffer. Either way the
+// counters and histograms are the worker's own, guarded by one lock taken
+// once per read batch, and the coordinator merges the workers' at the end.
 
 // connSpec is one connection to open: whose session, which room to join, and
 // its publisher number (0: it only listens).
@@ -32,12 +42,13 @@ type connSpec struct {
 
 type command struct {
 	ID  int64  `json:"id"`
-	Op  string `json:"op"` // init, connect, publish, reset, stats, close
+	Op  string `json:"op"` // init, connect, publish, reset, stats, acks, close
 	Arg struct {
 		Base        string        `json:"base,omitempty"`
 		Conns       []connSpec    `json:"conns,omitempty"`
 		BodySize    int           `json:"body_size,omitempty"`
 		CollectAcks bool          `json:"collect_acks,omitempty"`
+		CPUProfile  string        `json:"cpu_profile,omitempty"`
 		Concurrency int           `json:"concurrency,omitempty"`
 		MaxErrors   int           `json:"max_errors,omitempty"` // connect stops past this many errors; < 0: never
 		Step        int           `json:"step,omitempty"`
@@ -47,9 +58,19 @@ type command struct {
 }
 
 type reply struct {
-	ID    int64   `json:"id"`
-	Err   string  `json:"err,omitempty"`
-	Stats *wstats `json:"stats,omitempty"`
+	ID    int64    `json:"id"`
+	Err   string   `json:"err,omitempty"`
+	Stats *wstats  `json:"stats,omitempty"`
+	Acks  []ackRec `json:"acks,omitempty"`
+	PID   int      `json:"pid,omitempty"`
+}
+
+// ackRec is one acked send: who sent it and the ID the server gave it.
+type ackRec struct {
+	Pub  int    `json:"p"`
+	Seq  int64  `json:"s"`
+	ID   string `json:"i"`
+	Room string `json:"r"`
 }
 
 // wstats is a worker's counters: the connection ones for the whole run, the
@@ -69,32 +90,35 @@ type wstats struct {
 	Tally        Tally            `json:"tally"`
 	Lat          string           `json:"lat,omitempty"`
 	AckLat       string           `json:"ack_lat,omitempty"`
-	AckedSeqs    map[int][]int64  `json:"acked_seqs,omitempty"`
 }
 
-// stepStats is what a reset starts afresh.
-type stepStats struct {
+// rxState is what the receive path accounts, since the last reset. Guarded
+// by worker.rxMu.
+type rxState struct {
 	step                                   int
-	sent, acked, sendErr                   atomic.Int64
-	received, unique, dups, reorders, late atomic.Int64
-	lat, ackLat                            *shardedHist
-	mu                                     sync.Mutex
+	received, unique, dups, reorders, late int64
+	acked, sendErr                         int64
+	lat, ackLat                            *hdrhistogram.Histogram
 	errCodes, ackedByRoom                  map[string]int64
-	ackedSeqs                              map[int][]int64
+	acks                                   []ackRec
 }
 
-func newStepStats(step int) *stepStats {
-	return &stepStats{step: step, lat: newShardedHist(), ackLat: newShardedHist(),
-		errCodes: map[string]int64{}, ackedByRoom: map[string]int64{}, ackedSeqs: map[int][]int64{}}
+func newRxState(step int) *rxState {
+	return &rxState{step: step, lat: newHist(), ackLat: newHist(), errCodes: map[string]int64{}, ackedByRoom: map[string]int64{}}
 }
 
-type wconn struct {
-	idx    int
-	spec   connSpec
-	ws     *websocket.Conn
-	seq    int64 // last sequence sent (publisher)
+// rconn is one connection.
+type rconn struct {
+	idx  int
+	spec connSpec
+	link // the socket: platform-specific, with its own write lock
+
+	// Receive side: owned by the receive path under worker.rxMu.
+	frameConn
 	tracks map[int]*seqTracker
-	buf    bytes.Buffer
+	closed bool
+
+	seq int64 // last sequence sent (its publisher goroutine only)
 }
 
 type worker struct {
@@ -102,28 +126,40 @@ type worker struct {
 	enc   *json.Encoder
 
 	base        string
+	u           *url.URL
 	specs       []connSpec
 	bodySize    int
 	collectAcks bool
+	prof        *os.File
 
 	mu          sync.Mutex
-	conns       []*wconn
+	conns       []*rconn
 	members     map[string]int
 	connErrors  int
 	firstErr    string
-	connectHist *shardedHist
+	connectHist *hdrhistogram.Histogram
 	closing     atomic.Bool
-	dropped     atomic.Int64
 
-	cur atomic.Pointer[stepStats]
-	bg  sync.WaitGroup
+	sent    atomic.Int64 // since the last reset
+	stepNow atomic.Int64
+
+	rxMu    sync.Mutex
+	rx      *rxState
+	dropped int64 // under rxMu
+	poll    *poller
+
+	bg sync.WaitGroup
+}
+
+func newWorker(out io.Writer) *worker {
+	w := &worker{enc: json.NewEncoder(out), members: map[string]int{}, connectHist: newHist(), rx: newRxState(0)}
+	return w
 }
 
 // RunWorker serves the worker protocol on in and out until a close command
 // or the end of in.
 func RunWorker(in io.Reader, out io.Writer) error {
-	w := &worker{enc: json.NewEncoder(out), members: map[string]int{}, connectHist: newShardedHist()}
-	w.cur.Store(newStepStats(0))
+	w := newWorker(out)
 	dec := json.NewDecoder(bufio.NewReaderSize(in, 1<<20))
 	for {
 		var c command
@@ -136,8 +172,32 @@ func RunWorker(in io.Reader, out io.Writer) error {
 		}
 		switch c.Op {
 		case "init":
-			w.base, w.specs, w.bodySize, w.collectAcks = c.Arg.Base, c.Arg.Conns, c.Arg.BodySize, c.Arg.CollectAcks
-			w.reply(reply{ID: c.ID})
+			u, err := url.Parse(c.Arg.Base)
+			if err != nil {
+				w.reply(reply{ID: c.ID, Err: err.Error()})
+				continue
+			}
+			w.base, w.u, w.specs, w.bodySize, w.collectAcks = c.Arg.Base, u, c.Arg.Conns, c.Arg.BodySize, c.Arg.CollectAcks
+			if c.Arg.CPUProfile != "" {
+				f, err := os.Create(c.Arg.CPUProfile)
+				if err == nil {
+					err = pprof.StartCPUProfile(f)
+				}
+				if err != nil {
+					w.reply(reply{ID: c.ID, Err: "cpu profile: " + err.Error()})
+					continue
+				}
+				w.prof = f
+			}
+			if w.poll == nil {
+				p, err := newPoller(w)
+				if err != nil {
+					w.reply(reply{ID: c.ID, Err: err.Error()})
+					continue
+				}
+				w.poll = p
+			}
+			w.reply(reply{ID: c.ID, PID: os.Getpid()})
 		case "connect":
 			w.bg.Add(1)
 			go func() {
@@ -153,10 +213,19 @@ func RunWorker(in io.Reader, out io.Writer) error {
 				w.reply(reply{ID: c.ID})
 			}()
 		case "reset":
-			w.cur.Store(newStepStats(c.Arg.Step))
+			w.rxMu.Lock()
+			w.rx = newRxState(c.Arg.Step)
+			w.rxMu.Unlock()
+			w.stepNow.Store(int64(c.Arg.Step))
+			w.sent.Store(0)
 			w.reply(reply{ID: c.ID})
 		case "stats":
 			w.reply(reply{ID: c.ID, Stats: w.stats()})
+		case "acks":
+			w.rxMu.Lock()
+			acks := append([]ackRec(nil), w.rx.acks...)
+			w.rxMu.Unlock()
+			w.reply(reply{ID: c.ID, Acks: acks})
 		case "close":
 			w.closeAll()
 			w.reply(reply{ID: c.ID})
@@ -174,30 +243,25 @@ func (w *worker) reply(r reply) {
 }
 
 func (w *worker) stats() *wstats {
-	st := w.cur.Load()
 	w.mu.Lock()
 	s := &wstats{
 		Connected: len(w.conns), ConnErrors: w.connErrors, FirstConnErr: w.firstErr,
-		Members: make(map[string]int, len(w.members)), ConnectHist: encodeHist(w.connectHist.merged()),
+		Members: make(map[string]int, len(w.members)), ConnectHist: encodeHist(w.connectHist),
 	}
 	for k, v := range w.members {
 		s.Members[k] = v
 	}
 	w.mu.Unlock()
-	s.Dropped = w.dropped.Load()
-	s.Sent, s.Acked, s.SendErrors = st.sent.Load(), st.acked.Load(), st.sendErr.Load()
-	s.Tally = Tally{Received: st.received.Load(), Unique: st.unique.Load(), Dups: st.dups.Load(), Reorders: st.reorders.Load(), Late: st.late.Load()}
-	s.Lat, s.AckLat = encodeHist(st.lat.merged()), encodeHist(st.ackLat.merged())
-	st.mu.Lock()
+	s.Sent = w.sent.Load()
+	w.rxMu.Lock()
+	st := w.rx
+	s.Dropped = w.dropped
+	s.Acked, s.SendErrors = st.acked, st.sendErr
+	s.Tally = Tally{Received: st.received, Unique: st.unique, Dups: st.dups, Reorders: st.reorders, Late: st.late}
+	s.Lat, s.AckLat = encodeHist(st.lat), encodeHist(st.ackLat)
 	s.ErrCodes = copyCounts(st.errCodes)
 	s.AckedByRoom = copyCounts(st.ackedByRoom)
-	if w.collectAcks {
-		s.AckedSeqs = make(map[int][]int64, len(st.ackedSeqs))
-		for k, v := range st.ackedSeqs {
-			s.AckedSeqs[k] = append([]int64(nil), v...)
-		}
-	}
-	st.mu.Unlock()
+	w.rxMu.Unlock()
 	return s
 }
 
@@ -231,6 +295,9 @@ func (w *worker) connect(concurrency, maxErrors int) {
 		if maxErrors >= 0 && failed.Load() > int64(maxErrors) {
 			break
 		}
+		if w.closing.Load() {
+			break
+		}
 		next <- i
 	}
 	close(next)
@@ -240,7 +307,7 @@ func (w *worker) connect(concurrency, maxErrors int) {
 func (w *worker) open(i int, failed *atomic.Int64) {
 	spec := w.specs[i]
 	t0 := time.Now()
-	c, err := dialJoin(w.base, spec)
+	c, err := w.dialJoin(i, spec)
 	if err != nil {
 		failed.Add(1)
 		w.mu.Lock()
@@ -251,70 +318,109 @@ func (w *worker) open(i int, failed *atomic.Int64) {
 		w.mu.Unlock()
 		return
 	}
-	w.connectHist.record(i, time.Since(t0))
-	wc := &wconn{idx: i, spec: spec, ws: c, tracks: map[int]*seqTracker{}}
 	w.mu.Lock()
-	w.conns = append(w.conns, wc)
+	record(w.connectHist, time.Since(t0))
+	w.conns = append(w.conns, c)
 	w.members[spec.Room]++
 	w.mu.Unlock()
-	go w.read(wc)
+	w.poll.add(c)
 }
+
+const dialTimeout = 30 * time.Second
 
 // dialJoin opens a WebSocket and joins spec.Room, returning once the server
-// answered joined.
-func dialJoin(base string, spec connSpec) (*websocket.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	h := http.Header{}
-	h.Set("Authorization", "Bearer "+spec.Token)
-	c, res, err := websocket.Dial(ctx, wsURL(base), &websocket.DialOptions{HTTPHeader: h})
+// answered joined. Frames that came after joined stay in the connection's
+// pending bytes for the receive path.
+func (w *worker) dialJoin(i int, spec connSpec) (*rconn, error) {
+	l, rest, err := dialLink(w.u, "/api/v1/ws", spec.Token, dialTimeout)
 	if err != nil {
-		if res != nil && res.StatusCode == http.StatusTooManyRequests {
-			return nil, fmt.Errorf("dial: 429 (too many connections for one user?): %v", err)
-		}
-		return nil, fmt.Errorf("dial: %v", err)
+		return nil, err
 	}
-	c.SetReadLimit(1 << 22)
-	if err := c.Write(ctx, websocket.MessageText, []byte(`{"type":"join","room_id":"`+spec.Room+`"}`)); err != nil {
-		c.CloseNow()
-		return nil, fmt.Errorf("join: %v", err)
+	c := &rconn{idx: i, spec: spec, link: l, tracks: map[int]*seqTracker{}}
+	fail := func(what string, err error) (*rconn, error) {
+		c.closeLink()
+		return nil, fmt.Errorf("%s: %v", what, err)
 	}
+	if err := c.write(appendClientFrame(nil, opText, []byte(`{"type":"join","room_id":"`+spec.Room+`"}`))); err != nil {
+		return fail("join", err)
+	}
+	buf := rest
+	rb := make([]byte, 4096)
 	for {
-		_, b, err := c.Read(ctx)
-		if err != nil {
-			c.CloseNow()
-			return nil, fmt.Errorf("join: %v", err)
-		}
-		switch t, _ := stringField(b, "type"); string(t) {
-		case "joined":
-			return c, nil
-		case "error":
-			c.CloseNow()
-			return nil, fmt.Errorf("join: %s", b)
-		}
-	}
-}
-
-// read consumes one connection's frames until it closes.
-func (w *worker) read(c *wconn) {
-	for {
-		_, r, err := c.ws.Reader(context.Background())
-		if err == nil {
-			c.buf.Reset()
-			_, err = c.buf.ReadFrom(r)
-		}
-		if err != nil {
-			if !w.closing.Load() {
-				w.dropped.Add(1)
+		for {
+			fin, op, p, n, err := nextFrame(buf)
+			if err != nil {
+				return fail("join", err)
 			}
-			return
+			if n == 0 {
+				break
+			}
+			buf = buf[n:]
+			switch {
+			case op == opPing:
+				if err := c.write(appendClientFrame(nil, opPong, p)); err != nil {
+					return fail("join", err)
+				}
+			case op == opClose:
+				return fail("join", fmt.Errorf("closed by the server: %q", p))
+			case op == opText && fin:
+				switch t, _ := stringField(p, "type"); string(t) {
+				case "joined":
+					c.pending = append([]byte(nil), buf...)
+					return c, nil
+				case "error":
+					return fail("join", errors.New(string(p)))
+				}
+			}
 		}
-		w.handle(c, c.buf.Bytes(), time.Now())
+		n, err := c.readBlocking(rb)
+		if err != nil {
+			return fail("join", err)
+		}
+		buf = append(buf, rb[:n]...)
 	}
 }
 
-func (w *worker) handle(c *wconn, b []byte, now time.Time) {
-	st := w.cur.Load()
+// onData is the receive path: the bytes read from c at now. Called with
+// w.rxMu held.
+func (w *worker) onData(c *rconn, data []byte, now time.Time) {
+	if c.closed {
+		return
+	}
+	st := w.rx
+	err := c.feed(data, func(op byte, p []byte) {
+		if op == opText {
+			w.handle(st, c, p, now)
+		}
+	}, func(op byte, p []byte) {
+		switch op {
+		case opPing:
+			_ = c.write(appendClientFrame(make([]byte, 0, 16+len(p)), opPong, p))
+		case opClose:
+			w.lost(c)
+		}
+	})
+	if err != nil {
+		w.lost(c)
+	}
+}
+
+// lost closes c after a read error, a close frame or a protocol error.
+// Called with w.rxMu held.
+func (w *worker) lost(c *rconn) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	if !w.closing.Load() {
+		w.dropped++
+	}
+	w.poll.remove(c)
+	c.closeLink()
+}
+
+// handle accounts one text frame. Called with w.rxMu held.
+func (w *worker) handle(st *rxState, c *rconn, b []byte, now time.Time) {
 	t, _ := stringField(b, "type")
 	switch string(t) {
 	case "message":
@@ -327,10 +433,10 @@ func (w *worker) handle(c *wconn, b []byte, now time.Time) {
 			return
 		}
 		if s.Step != st.step {
-			st.late.Add(1)
+			st.late++
 			return
 		}
-		st.received.Add(1)
+		st.received++
 		tr := c.tracks[s.Pub]
 		if tr == nil {
 			tr = &seqTracker{}
@@ -338,14 +444,14 @@ func (w *worker) handle(c *wconn, b []byte, now time.Time) {
 		}
 		dup, reord := tr.observe(s.Seq)
 		if dup {
-			st.dups.Add(1)
+			st.dups++
 			return
 		}
-		st.unique.Add(1)
+		st.unique++
 		if reord {
-			st.reorders.Add(1)
+			st.reorders++
 		}
-		st.lat.record(c.idx, now.Sub(time.Unix(0, s.Sent)))
+		record(st.lat, now.Sub(time.Unix(0, s.Sent)))
 	case "ack":
 		n, ok := stringField(b, "nonce")
 		if !ok {
@@ -355,14 +461,13 @@ func (w *worker) handle(c *wconn, b []byte, now time.Time) {
 		if !ok || s.Step != st.step {
 			return
 		}
-		st.acked.Add(1)
-		st.ackLat.record(c.idx, now.Sub(time.Unix(0, s.Sent)))
-		st.mu.Lock()
+		st.acked++
+		record(st.ackLat, now.Sub(time.Unix(0, s.Sent)))
 		st.ackedByRoom[c.spec.Room]++
 		if w.collectAcks {
-			st.ackedSeqs[s.Pub] = append(st.ackedSeqs[s.Pub], s.Seq)
+			id, _ := stringField(b, "id") // the message's: the frame has no other "id"
+			st.acks = append(st.acks, ackRec{Pub: s.Pub, Seq: s.Seq, ID: string(id), Room: c.spec.Room})
 		}
-		st.mu.Unlock()
 	case "error":
 		var e struct {
 			Code  string `json:"code"`
@@ -370,14 +475,12 @@ func (w *worker) handle(c *wconn, b []byte, now time.Time) {
 		}
 		_ = json.Unmarshal(b, &e)
 		if e.Nonce != "" {
-			st.sendErr.Add(1)
+			st.sendErr++
 		}
 		if e.Code == "" {
 			e.Code = "unknown"
 		}
-		st.mu.Lock()
 		st.errCodes[e.Code]++
-		st.mu.Unlock()
 	}
 }
 
@@ -389,11 +492,9 @@ func (w *worker) publish(rate float64, d time.Duration) {
 		return
 	}
 	w.mu.Lock()
-	conns := append([]*wconn(nil), w.conns...)
+	conns := append([]*rconn(nil), w.conns...)
 	w.mu.Unlock()
 	interval := time.Duration(float64(time.Second) / rate)
-	ctx, cancel := context.WithTimeout(context.Background(), d+10*time.Second)
-	defer cancel()
 	var wg sync.WaitGroup
 	for _, c := range conns {
 		if c.spec.Pub == 0 {
@@ -402,54 +503,151 @@ func (w *worker) publish(rate float64, d time.Duration) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.sendLoop(ctx, c, interval, d)
+			w.sendLoop(c, interval, d)
 		}()
 	}
 	wg.Wait()
 }
 
-func (w *worker) sendLoop(ctx context.Context, c *wconn, interval, d time.Duration) {
-	st := w.cur.Load()
+func (w *worker) sendLoop(c *rconn, interval, d time.Duration) {
+	step := int(w.stepNow.Load())
 	start := time.Now().Add(time.Duration(rand.Int64N(int64(interval) + 1)))
 	end := time.Now().Add(d)
-	var frame []byte
+	var frame, ws []byte
 	for i := int64(0); ; i++ {
 		at := start.Add(time.Duration(i) * interval)
-		if !at.Before(end) {
+		if !at.Before(end) || w.closing.Load() {
 			return
 		}
 		if wait := time.Until(at); wait > 0 {
 			time.Sleep(wait)
 		}
 		c.seq++
-		s := stamp{Step: st.step, Pub: c.spec.Pub, Seq: c.seq, Sent: time.Now().UnixNano()}
+		s := stamp{Step: step, Pub: c.spec.Pub, Seq: c.seq, Sent: time.Now().UnixNano()}
 		frame = sendFrame(frame[:0], c.spec.Room, s, w.bodySize)
-		if err := c.ws.Write(ctx, websocket.MessageText, frame); err != nil {
-			st.sendErr.Add(1)
-			st.mu.Lock()
-			st.errCodes["write_failed"]++
-			st.mu.Unlock()
+		ws = appendClientFrame(ws[:0], opText, frame)
+		if err := c.write(ws); err != nil {
+			w.rxMu.Lock()
+			w.rx.sendErr++
+			w.rx.errCodes["write_failed"]++
+			w.rxMu.Unlock()
 			return
 		}
-		st.sent.Add(1)
+		w.sent.Add(1)
 	}
 }
 
 func (w *worker) closeAll() {
-	w.closing.Store(true)
+	if w.closing.Swap(true) {
+		return
+	}
 	w.mu.Lock()
 	conns := w.conns
 	w.mu.Unlock()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 256)
-	for _, c := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c.ws.CloseNow()
-		}()
+	if w.poll != nil {
+		w.poll.stop()
 	}
-	wg.Wait()
+	for _, c := range conns {
+		c.closeLink()
+	}
+	if w.prof != nil {
+		pprof.StopCPUProfile()
+		w.prof.Close()
+		w.prof = nil
+	}
+}
+
+var errClosed = errors.New("connection closed")
+
+// hostPort is u's host with the default port filled in.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return u.Host + ":443"
+	}
+	return u.Host + ":80"
+}
+
+// link is one connection's socket.
+type link interface {
+	// write sends b whole (the caller's frames); safe for concurrent use.
+	write(b []byte) error
+	// readBlocking reads what is there, waiting at most dialTimeout (the
+	// handshake and join only).
+	readBlocking(b []byte) (int, error)
+	closeLink()
+}
+
+// netLink is a link over a net.Conn: TLS targets, and every target where
+// there is no epoll. Its receive path is one goroutine (readLoop).
+type netLink struct {
+	mu sync.Mutex
+	nc net.Conn
+}
+
+func (l *netLink) write(b []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_ = l.nc.SetWriteDeadline(time.Now().Add(dialTimeout))
+	_, err := l.nc.Write(b)
+	return err
+}
+
+func (l *netLink) readBlocking(b []byte) (int, error) {
+	_ = l.nc.SetReadDeadline(time.Now().Add(dialTimeout))
+	defer l.nc.SetReadDeadline(time.Time{})
+	return l.nc.Read(b)
+}
+
+func (l *netLink) closeLink() { _ = l.nc.Close() }
+
+// dialNet opens a netLink and upgrades it.
+func dialNet(u *url.URL, path, token string, timeout time.Duration) (link, []byte, error) {
+	d := &net.Dialer{Timeout: timeout}
+	var nc net.Conn
+	var err error
+	if u.Scheme == "https" {
+		nc, err = tls.DialWithDialer(d, "tcp", hostPort(u), &tls.Config{ServerName: u.Hostname()})
+	} else {
+		nc, err = d.Dial("tcp", hostPort(u))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial: %v", err)
+	}
+	l := &netLink{nc: nc}
+	_ = nc.SetDeadline(time.Now().Add(timeout))
+	rest, err := wsHandshake(nc, u.Host, path, token)
+	_ = nc.SetDeadline(time.Time{})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return l, rest, nil
+}
+
+// readLoop is a netLink's receive path.
+func (w *worker) readLoop(c *rconn, l *netLink) {
+	buf := make([]byte, 16<<10)
+	w.rxMu.Lock()
+	if len(c.pending) > 0 {
+		w.onData(c, nil, time.Now())
+	}
+	w.rxMu.Unlock()
+	for {
+		n, err := l.nc.Read(buf)
+		w.rxMu.Lock()
+		if n > 0 {
+			w.onData(c, buf[:n], time.Now())
+		}
+		if err != nil {
+			w.lost(c)
+		}
+		done := c.closed
+		w.rxMu.Unlock()
+		if done {
+			return
+		}
+	}
 }
