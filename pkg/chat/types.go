@@ -126,12 +126,7 @@ type messageJSON struct {
 
 // MarshalJSON writes the public message object of API.md.
 func (m Message) MarshalJSON() ([]byte, error) {
-	j := messageJSON{m.ID, m.RoomID, m.UserID, m.Username, m.Body, FormatTime(m.CreatedAt), m.Nonce, nil}
-	if m.EditedAt != nil {
-		s := FormatTime(*m.EditedAt)
-		j.EditedAt = &s
-	}
-	return json.Marshal(j)
+	return m.AppendJSON(make([]byte, 0, 160+len(m.Body))), nil
 }
 
 // UnmarshalJSON reads the public message object.
