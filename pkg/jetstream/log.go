@@ -202,20 +202,23 @@ func (l *Log) Stats() Stats {
 // within the Duplicates window does not store a message twice. One
 // connection publishing in order keeps the order within a room.
 func (l *Log) Append(ctx context.Context, msgs []chat.Message) error {
+	return l.AppendAsync(ctx, msgs)()
+}
+
+// AppendAsync publishes msgs like Append but returns at once with a
+// function that waits for their PubAcks. Calls from one goroutine reach the
+// stream in call order, so a caller can start the next batch while this one
+// is being made durable. wait must be called once; ctx (bounded by
+// AppendTimeout) bounds it.
+func (l *Log) AppendAsync(ctx context.Context, msgs []chat.Message) (wait func() error) {
 	if len(msgs) == 0 {
-		return nil
+		return func() error { return nil }
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.AppendTimeout)
-	defer cancel()
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var err error
 	for i := range msgs {
-		var data []byte
-		data, err = json.Marshal(msgs[i])
-		if err != nil {
-			err = fmt.Errorf("encode message: %w", err)
-			break
-		}
+		data := msgs[i].AppendJSON(make([]byte, 0, 160+len(msgs[i].Body)))
 		m := &nats.Msg{Subject: l.subject(msgs[i].RoomID), Data: data, Header: nats.Header{}}
 		var f jetstream.PubAckFuture
 		f, err = l.js.PublishMsgAsync(m,
@@ -230,30 +233,33 @@ func (l *Log) Append(ctx context.Context, msgs []chat.Message) error {
 		}
 		futures = append(futures, f)
 	}
-	// Wait for every future even after a failure, so none is left behind
-	// to be confused with a later Append's.
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			l.appended.Add(1)
-			if ack.Duplicate {
-				l.duplicates.Add(1)
-			}
-		case e := <-f.Err():
-			if err == nil {
-				err = fmt.Errorf("pub ack: %w", e)
-			}
-		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("pub ack: %w", ctx.Err())
+	return func() error {
+		defer cancel()
+		// Wait for every future even after a failure, so none is left
+		// behind to be confused with a later Append's.
+		for _, f := range futures {
+			select {
+			case ack := <-f.Ok():
+				l.appended.Add(1)
+				if ack.Duplicate {
+					l.duplicates.Add(1)
+				}
+			case e := <-f.Err():
+				if err == nil {
+					err = fmt.Errorf("pub ack: %w", e)
+				}
+			case <-ctx.Done():
+				if err == nil {
+					err = fmt.Errorf("pub ack: %w", ctx.Err())
+				}
 			}
 		}
+		if err != nil {
+			l.appendErrors.Add(1)
+			return fmt.Errorf("append: %w", err)
+		}
+		return nil
 	}
-	if err != nil {
-		l.appendErrors.Add(1)
-		return fmt.Errorf("append: %w", err)
-	}
-	return nil
 }
 
 func (l *Log) subject(room chat.ID) string { return l.cfg.SubjectPrefix + "." + room.String() }

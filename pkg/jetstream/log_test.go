@@ -168,3 +168,64 @@ func BenchmarkAppend(b *testing.B) {
 		})
 	}
 }
+
+// Appends started one after another without waiting reach the stream in
+// call order, and each wait reports its own batch.
+func TestAppendAsyncKeepsCallOrder(t *testing.T) {
+	nc := conn(t)
+	l := openLog(t, nc, jetstream.LogConfig{})
+	msgs := chattest.LogMessages(t, 200, 3)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waits []func() error
+	for i := 0; i < len(msgs); i += 10 {
+		waits = append(waits, l.AppendAsync(ctx, msgs[i:i+10]))
+	}
+	for i, w := range waits {
+		if err := w(); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+	}
+	if s := l.Stats(); s.Appended != 200 || s.AppendErrors != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	got := make(chan chat.Message, len(msgs))
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
+	go func() {
+		defer close(done)
+		_ = l.Consume(ctx, "g", func(_ context.Context, b []chat.Message) error {
+			for _, m := range b {
+				got <- m
+			}
+			return nil
+		})
+	}()
+	for i := range msgs {
+		select {
+		case m := <-got:
+			if m.ID != msgs[i].ID || m.Body != msgs[i].Body || m.Nonce != msgs[i].Nonce || !m.CreatedAt.Equal(msgs[i].CreatedAt) {
+				t.Fatalf("entry %d: got %+v, want %+v", i, m, msgs[i])
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("entry %d never arrived", i)
+		}
+	}
+	if w := l.AppendAsync(ctx, nil); w() != nil {
+		t.Fatal("empty append failed")
+	}
+}
+
+// On a closed connection the wait reports the failure instead of hanging.
+func TestAppendAsyncFailure(t *testing.T) {
+	nc := conn(t)
+	l := openLog(t, nc, jetstream.LogConfig{AppendTimeout: 5 * time.Second})
+	nc.Close()
+	err := l.AppendAsync(context.Background(), chattest.LogMessages(t, 3, 1))()
+	if err == nil {
+		t.Fatal("append on a closed connection succeeded")
+	}
+	if l.Stats().AppendErrors != 1 {
+		t.Fatalf("append errors %d, want 1", l.Stats().AppendErrors)
+	}
+}
