@@ -33,6 +33,71 @@ type db struct {
 	w   *sql.DB
 	r   *sql.DB
 	log *slog.Logger
+	// ck runs the WAL checkpoints in the background (see checkpointer).
+	ck   *sql.DB
+	stop chan struct{}
+	done chan struct{}
+	// stmts are the writer's prepared statements, closed with it.
+	stmts []*sql.Stmt
+}
+
+// The writer checkpoints by itself only once the WAL holds this many pages
+// (64 MB at 4 KB): a backstop for when the background checkpointer falls
+// behind. SQLite's default of 1,000 pages put a checkpoint, with its fsyncs,
+// on the commit path of every few batches, which was most of a batch's
+// time.
+const walBackstopPages = 16384
+
+// checkpointEvery is how often the background checkpointer copies the WAL
+// into the database. With nothing new in the WAL a checkpoint only compares
+// two counters.
+const checkpointEvery = 200 * time.Millisecond
+
+// chunkSizes are the sizes chunks returns, largest first.
+var chunkSizes = []int{rowsPerInsert, 128, 64, 32, 16, 8, 4, 2, 1}
+
+// chunks splits n rows into the sizes of the multi-row INSERTs that write
+// them: as many rowsPerInsert as fit, then powers of two. So a writer
+// prepares a handful of statement shapes once and reuses them, whatever
+// the batch sizes, instead of parsing a new statement for every batch.
+func chunks(n int) []int {
+	var out []int
+	for n >= rowsPerInsert {
+		out = append(out, rowsPerInsert)
+		n -= rowsPerInsert
+	}
+	for _, size := range chunkSizes[1:] {
+		if n >= size {
+			out = append(out, size)
+			n -= size
+		}
+	}
+	return out
+}
+
+// insertStmts is a multi-row statement for each of chunkSizes.
+type insertStmts map[int]*sql.Stmt
+
+// prepareInserts prepares build(n) on the writer for each of chunkSizes.
+// It must run outside any transaction: the writer's one connection would
+// be taken.
+func (d *db) prepareInserts(ctx context.Context, build func(n int) string) (insertStmts, error) {
+	out := insertStmts{}
+	for _, n := range chunkSizes {
+		st, err := d.w.PrepareContext(ctx, build(n))
+		if err != nil {
+			return nil, err
+		}
+		d.stmts = append(d.stmts, st)
+		out[n] = st
+	}
+	return out, nil
+}
+
+// in returns the statement for n rows bound to tx. The writer has one
+// connection, the one tx holds, so this reuses the prepared statement.
+func (s insertStmts) in(ctx context.Context, tx *sql.Tx, n int) *sql.Stmt {
+	return tx.StmtContext(ctx, s[n])
 }
 
 // openDB opens (creating if needed) the file at path and applies the
@@ -62,6 +127,10 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 		wq[k] = v
 	}
 	wq.Add("_pragma", "journal_mode(WAL)")
+	// Checkpoints, with their fsyncs, run in checkpointer, off the commit
+	// path; the WAL file is cut back to this size after each restart.
+	wq.Add("_pragma", "wal_autocheckpoint("+strconv.Itoa(walBackstopPages)+")")
+	wq.Add("_pragma", "journal_size_limit(67108864)")
 	// BEGIN IMMEDIATE takes the write lock up front, so a transaction never
 	// fails half-way on a lock upgrade.
 	wq.Set("_txlock", "immediate")
@@ -79,10 +148,19 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 		return nil, err
 	}
 	// Readers are opened after the writer switched the file to WAL.
+	ck, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s checkpointer: %w", schema, err)
+	}
+	ck.SetMaxOpenConns(1)
+	ck.SetMaxIdleConns(1)
+	ck.SetConnMaxIdleTime(0)
 	q.Add("_pragma", "query_only(true)")
 	r, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		w.Close()
+		ck.Close()
 		return nil, fmt.Errorf("open %s readers: %w", schema, err)
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
@@ -91,15 +169,47 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 	r.SetConnMaxIdleTime(0)
 	if err := r.PingContext(ctx); err != nil {
 		w.Close()
+		ck.Close()
 		r.Close()
 		return nil, fmt.Errorf("open %s readers: %w", schema, err)
 	}
 	d.r = r
+	d.ck, d.stop, d.done = ck, make(chan struct{}), make(chan struct{})
+	go d.checkpointer()
 	return d, nil
 }
 
+// checkpointer copies committed WAL frames into the database file every
+// checkpointEvery. A PASSIVE checkpoint never blocks the writer or the
+// readers, so the fsyncs a checkpoint needs no longer stall a batch: with
+// synchronous=NORMAL a WAL commit itself does not fsync. Once a checkpoint
+// has copied the whole WAL, the writer's next transaction starts the WAL
+// over from its beginning, so the file stays small.
+func (d *db) checkpointer() {
+	defer close(d.done)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		}
+		var busy, logPages, done int
+		if err := d.ck.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logPages, &done); err != nil {
+			d.log.Warn("wal checkpoint", "err", err)
+		}
+	}
+}
+
 func (d *db) close() error {
-	return errors.Join(d.r.Close(), d.w.Close())
+	close(d.stop)
+	<-d.done
+	var errs []error
+	for _, st := range d.stmts {
+		errs = append(errs, st.Close())
+	}
+	return errors.Join(append(errs, d.r.Close(), d.ck.Close(), d.w.Close())...)
 }
 
 // migrate applies the migrations of schema not yet recorded in

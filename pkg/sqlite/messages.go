@@ -22,6 +22,7 @@ type Messages struct {
 	db *db
 	// Prepared once: parsing the SQL was a fifth of a latest-50 read.
 	before, after *sql.Stmt
+	insert        insertStmts
 }
 
 var _ chat.MessageStore = (*Messages)(nil)
@@ -34,6 +35,10 @@ func OpenMessages(ctx context.Context, path string, log *slog.Logger) (*Messages
 		return nil, err
 	}
 	m := &Messages{db: d}
+	if m.insert, err = d.prepareInserts(ctx, func(n int) string { return insertMessages("room_id, id", n, "") }); err != nil {
+		d.close()
+		return nil, fmt.Errorf("open messages: %w", err)
+	}
 	if m.before, err = d.r.PrepareContext(ctx, `SELECT `+messageCols+` FROM messages
 		WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?`); err != nil {
 		d.close()
@@ -66,10 +71,12 @@ func (m *Messages) WriteMessages(ctx context.Context, msgs []chat.Message) error
 		return fmt.Errorf("write messages: %w", err)
 	}
 	defer tx.Rollback()
-	for chunk := range slices.Chunk(msgs, rowsPerInsert) {
-		if _, err := tx.ExecContext(ctx, insertMessages("room_id, id", len(chunk), ""), messageArgs(chunk, true)...); err != nil {
+	rest := msgs
+	for _, n := range chunks(len(msgs)) {
+		if _, err := m.insert.in(ctx, tx, n).ExecContext(ctx, messageArgs(rest[:n], true)...); err != nil {
 			return fmt.Errorf("write messages: %w", err)
 		}
+		rest = rest[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("write messages: %w", err)
