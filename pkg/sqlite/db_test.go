@@ -2,9 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"io/fs"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/chatd/chatd/migrations"
 	"github.com/chatd/chatd/pkg/chat"
 )
 
@@ -76,33 +81,194 @@ func TestBadPath(t *testing.T) {
 	}
 }
 
-// A search index made before migration 0002 gets its docs backfilled, so
-// search keeps finding its old messages after an upgrade.
-func TestSearchDocsBackfill(t *testing.T) {
+// A search index made by an older chatd (schema version 2: messages_fts
+// and docs) is upgraded in place by migration 0003, and search finds its old
+// messages by word, phrase, prefix, room and author, beside new ones.
+func TestSearchUpgradeFromVersion2(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "s.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, `CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	for v, name := range []string{"sqlite/search_0001_init.sql", "sqlite/search_0002_docs.sql"} {
+		body, err := fs.ReadFile(migrations.SQLite, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := old.ExecContext(ctx, string(body)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := old.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (?, ?, 0)`, v+1, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldMsgs := []chat.Message{
+		{ID: 1 << 30, RoomID: 5, UserID: 6, Username: "u", Body: "Upgraded words, quick brown fox"},
+		{ID: 2 << 30, RoomID: 7, UserID: 8, Username: "v", Body: "upgraded in another room"},
+		{ID: 3 << 30, RoomID: 5, UserID: 8, Username: "v", Body: "brown quick"},
+	}
+	// What IndexMessages wrote at version 2.
+	for _, m := range oldMsgs {
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO messages (id, room_id, user_id, username, body, created_at) VALUES (?, ?, ?, ?, ?, 0)`,
+				[]any{int64(m.ID), int64(m.RoomID), int64(m.UserID), m.Username, m.Body}},
+			{`INSERT INTO messages_fts (rowid, words) VALUES (?, ?)`, []any{int64(m.ID), strings.Join(chat.SearchWords(m.Body), " ")}},
+			{`INSERT INTO docs (id, room_id, user_id) VALUES (?, ?, ?)`, []any{int64(m.ID), int64(m.RoomID), int64(m.UserID)}},
+		} {
+			if _, err := old.ExecContext(ctx, q.sql, q.args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
 	s, err := OpenSearch(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg := chat.Message{ID: 1 << 30, RoomID: 5, UserID: 6, Username: "u", Body: "backfilled words"}
-	if err := s.IndexMessages(ctx, []chat.Message{msg}); err != nil {
-		t.Fatal(err)
-	}
-	// Roll the schema back to version 1.
-	for _, q := range []string{`DROP TABLE docs`, `DELETE FROM schema_migrations WHERE version = 2`} {
-		if _, err := s.db.w.ExecContext(ctx, q); err != nil {
-			t.Fatal(err)
+	defer s.Close()
+	for _, q := range []string{`SELECT count(*) FROM docs`, `SELECT count(*) FROM messages_fts`} {
+		if err := s.db.r.QueryRowContext(ctx, q).Scan(new(int)); err == nil {
+			t.Errorf("%s: the old table is still there", q)
 		}
 	}
-	s.Close()
-	s, err = OpenSearch(ctx, path, nil)
+	// A room indexed after the upgrade gets the next room number.
+	fresh := chat.Message{ID: 4 << 30, RoomID: 9, UserID: 6, Username: "u", Body: "upgraded later"}
+	if err := s.IndexMessages(ctx, []chat.Message{fresh}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		q     string
+		rooms []chat.ID
+		user  chat.ID
+		want  []chat.ID
+	}{
+		{"upgraded", []chat.ID{5, 7, 9}, 0, []chat.ID{fresh.ID, oldMsgs[1].ID, oldMsgs[0].ID}},
+		{"upgraded", []chat.ID{5}, 0, []chat.ID{oldMsgs[0].ID}},
+		{"upgraded", []chat.ID{5, 7, 9}, 6, []chat.ID{fresh.ID, oldMsgs[0].ID}},
+		{"upgraded", []chat.ID{7, 9}, 0, []chat.ID{fresh.ID, oldMsgs[1].ID}},
+		{`"quick brown"`, []chat.ID{5, 7}, 0, []chat.ID{oldMsgs[0].ID}},
+		{"quick brown", []chat.ID{5}, 0, []chat.ID{oldMsgs[2].ID, oldMsgs[0].ID}},
+		{"upg*", []chat.ID{5, 7}, 8, []chat.ID{oldMsgs[1].ID}},
+	} {
+		res, err := s.Search(ctx, chat.SearchQuery{Text: tc.q, RoomIDs: tc.rooms, UserID: tc.user, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []chat.ID
+		for _, h := range res.Hits {
+			got = append(got, h.Message.ID)
+		}
+		slices.Sort(got)
+		want := slices.Clone(tc.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) || res.Total != int64(len(want)) {
+			t.Errorf("Search(%q, rooms %v, user %d) = %v (total %d), want %v", tc.q, tc.rooms, tc.user, got, res.Total, want)
+		}
+	}
+}
+
+// Search takes one of several query shapes by how many rooms are asked for
+// and how many are not (see matchExprs); each must find exactly the matches
+// in the rooms asked for, and paging must cross the ranked window.
+func TestSearchRoomShapes(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSearch(ctx, filepath.Join(t.TempDir(), "s.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	res, err := s.Search(ctx, chat.SearchQuery{Text: "backfilled", RoomIDs: []chat.ID{5}, UserID: 6, Limit: 10})
-	if err != nil || len(res.Hits) != 1 {
-		t.Fatalf("after backfill: %+v, %v", res, err)
+	const rooms = 3 * roomsPerQuery
+	n := rankWindow + 3*rooms
+	var msgs []chat.Message
+	for i := range n {
+		body := "needle hay"
+		if i%3 == 0 {
+			body = "needle needle"
+		}
+		msgs = append(msgs, chat.Message{ID: chat.ID(1+i) << 22, RoomID: chat.ID(100 + i%rooms), UserID: chat.ID(1 + i%2), Username: "u", Body: body})
+	}
+	for part := range slices.Chunk(msgs, 500) {
+		if err := s.IndexMessages(ctx, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roomRange := func(from, to int) []chat.ID {
+		var out []chat.ID
+		for r := from; r < to; r++ {
+			out = append(out, chat.ID(100+r))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name  string
+		rooms []chat.ID
+		user  chat.ID
+	}{
+		{"all", roomRange(0, rooms), 0},
+		{"all and more", append(roomRange(0, rooms), 5, 6), 0},
+		{"one", roomRange(7, 8), 0},
+		{"few", roomRange(0, roomsPerQuery), 0},
+		{"all but few", roomRange(3, rooms), 0},
+		{"all but few by author", roomRange(3, rooms), 2},
+		{"many of many", roomRange(0, rooms-roomsPerQuery-1), 0},
+		{"many of many by author", roomRange(0, rooms-roomsPerQuery-1), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := map[chat.ID]bool{}
+			var newest []chat.Message
+			for _, m := range slices.Backward(msgs) {
+				if slices.Contains(tc.rooms, m.RoomID) && (tc.user == 0 || m.UserID == tc.user) {
+					want[m.ID] = true
+					newest = append(newest, m)
+				}
+			}
+			// The ranked window puts the better matches of the newest
+			// first.
+			doubles := 0
+			for _, m := range newest[:min(rankWindow, len(newest))] {
+				if m.Body == "needle needle" {
+					doubles++
+				}
+			}
+			q := chat.SearchQuery{Text: "needle", RoomIDs: tc.rooms, UserID: tc.user, Limit: 200}
+			seen := map[chat.ID]bool{}
+			var pos int
+			for page := 0; ; page++ {
+				res, err := s.Search(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res.Total != int64(len(want)) {
+					t.Fatalf("page %d: Total %d, want %d", page, res.Total, len(want))
+				}
+				for _, h := range res.Hits {
+					if !want[h.Message.ID] || seen[h.Message.ID] {
+						t.Fatalf("page %d: hit %d unwanted or repeated", page, h.Message.ID)
+					}
+					seen[h.Message.ID] = true
+					if (pos < doubles) != (h.Message.Body == "needle needle") && pos < rankWindow {
+						t.Fatalf("hit %d at %d is %q, want the better match first", h.Message.ID, pos, h.Message.Body)
+					}
+					pos++
+				}
+				if res.NextCursor == "" {
+					break
+				}
+				q.Cursor = res.NextCursor
+			}
+			if len(seen) != len(want) {
+				t.Fatalf("paging found %d of %d", len(seen), len(want))
+			}
+		})
 	}
 }

@@ -1,32 +1,102 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"modernc.org/sqlite"
 
 	"github.com/chatd/chatd/pkg/chat"
 )
 
-// maxSearchOffset bounds how deep search paging goes: every page re-ranks
-// all matches up to its offset. It is Elasticsearch's default result window,
-// so both backends stop at the same depth.
+// maxSearchOffset bounds how deep search paging goes. It is
+// Elasticsearch's default result window, so both backends stop at the same
+// depth.
 const maxSearchOffset = 10000
+
+// rankWindow is how many of the newest matches search ranks by relevance.
+// Ranking every match made a common word cost a scan of all its matches
+// with a bm25 score each (up to seconds over a million messages); in chat
+// the newest matches are also the likeliest wanted. A query with at most
+// rankWindow matches is ranked whole, best first; beyond the window the
+// older matches follow, newest first.
+const rankWindow = 1000
+
+// roomsPerQuery bounds the rooms one full-text query ORs together: FTS5
+// steps every branch of an OR for each match, so a search in more rooms is
+// split into several queries whose results are merged.
+const roomsPerQuery = 32
 
 // Search is the search index of the index and query roles: history by time
 // range and full-text search on SQLite FTS5.
 type Search struct {
 	db *db
+	// rooms caches the numbers of rooms that are committed in the rooms
+	// table; a number never changes once given.
+	mu    sync.Mutex
+	rooms map[chat.ID]int64
+	// Read statements, prepared once; the query text is a parameter.
+	count, window, tail [2]*sql.Stmt // [1]: with the exact time filter
+	insert, insertFTS   insertStmts
 }
 
 var _ chat.SearchIndex = (*Search)(nil)
+
+func init() {
+	// The migration that builds the room words calls these, so they must
+	// exist on every connection.
+	sqlite.MustRegisterDeterministicScalarFunction("chatd_search_words", 1, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		return strings.Join(chat.SearchWords(textArg(args[0])), " "), nil
+	})
+	sqlite.MustRegisterDeterministicScalarFunction("chatd_room_words", 2, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+		n, _ := args[0].(int64)
+		return roomWords(n, chat.SearchWords(textArg(args[1]))), nil
+	})
+}
+
+func textArg(v driver.Value) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case []byte:
+		return string(v)
+	}
+	return ""
+}
+
+// roomWords prefixes every word by the room number n and "x" (see
+// migration 0003).
+func roomWords(n int64, words []string) string {
+	p := strconv.FormatInt(n, 10) + "x"
+	var b strings.Builder
+	for i, w := range words {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(p)
+		b.WriteString(w)
+	}
+	return b.String()
+}
+
+const ftsFilter = ` FROM search_fts WHERE search_fts MATCH ?1 AND search_fts.rowid >= ?2 AND search_fts.rowid < ?3`
+
+// exactTime checks created_at for matches whose ID millisecond is in the
+// range; only queries with a time range use it.
+const exactTime = ` AND EXISTS (SELECT 1 FROM messages x WHERE x.id = search_fts.rowid AND x.created_at >= ?4 AND x.created_at < ?5)`
 
 // OpenSearch opens the search database at path, creating and migrating it as
 // needed.
@@ -35,11 +105,54 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 	if err != nil {
 		return nil, err
 	}
-	return &Search{db: d}, nil
+	s := &Search{db: d, rooms: map[chat.ID]int64{}}
+	if s.insert, err = d.prepareInserts(ctx, func(n int) string { return insertMessages("id, room_id", n, " RETURNING id") }); err != nil {
+		d.close()
+		return nil, fmt.Errorf("open search: %w", err)
+	}
+	if s.insertFTS, err = d.prepareInserts(ctx, func(n int) string {
+		return "INSERT INTO search_fts (rowid, words, room_words, author) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?,?),", n), ",")
+	}); err != nil {
+		d.close()
+		return nil, fmt.Errorf("open search: %w", err)
+	}
+	for i, time := range []string{"", exactTime} {
+		// LIMIT and OFFSET are numbered after the time bounds, which only
+		// the [1] statements have.
+		lim, off := "?4", "?5"
+		if time != "" {
+			lim, off = "?6", "?7"
+		}
+		for _, p := range []struct {
+			st  **sql.Stmt
+			sql string
+		}{
+			{&s.count[i], `SELECT count(*)` + ftsFilter + time},
+			// bm25's weights: the author column holds no words.
+			{&s.window[i], `SELECT search_fts.rowid, bm25(search_fts, 1, 1, 0)` + ftsFilter + time + ` ORDER BY search_fts.rowid DESC LIMIT ` + lim},
+			{&s.tail[i], `SELECT search_fts.rowid` + ftsFilter + time + ` ORDER BY search_fts.rowid DESC LIMIT ` + lim + ` OFFSET ` + off},
+		} {
+			if *p.st, err = d.r.PrepareContext(ctx, p.sql); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("open search: %w", err)
+			}
+		}
+	}
+	return s, nil
 }
 
 // Close closes the database.
-func (s *Search) Close() error { return s.db.close() }
+func (s *Search) Close() error {
+	var errs []error
+	for _, sts := range [][2]*sql.Stmt{s.count, s.window, s.tail} {
+		for _, st := range sts {
+			if st != nil {
+				errs = append(errs, st.Close())
+			}
+		}
+	}
+	return errors.Join(append(errs, s.db.close())...)
+}
 
 // IndexMessages adds msgs in one transaction. A message whose ID is indexed
 // already is skipped, text and all, so redelivery from the log is harmless.
@@ -56,26 +169,23 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 	for i := range msgs {
 		byID[msgs[i].ID] = &msgs[i]
 	}
-	for chunk := range slices.Chunk(msgs, rowsPerInsert) {
+	fresh := make([]*chat.Message, 0, len(msgs))
+	rest := msgs
+	for _, n := range chunks(len(msgs)) {
 		// RETURNING yields only the rows inserted, not the ignored ones,
 		// so only new messages reach the full-text index.
-		rows, err := tx.QueryContext(ctx, insertMessages("id, room_id", len(chunk), " RETURNING id"), messageArgs(chunk, false)...)
+		rows, err := s.insert.in(ctx, tx, n).QueryContext(ctx, messageArgs(rest[:n], false)...)
 		if err != nil {
 			return fmt.Errorf("index messages: %w", err)
 		}
-		var fresh, docs []any
+		rest = rest[n:]
 		for rows.Next() {
 			var id int64
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
 				return fmt.Errorf("index messages: %w", err)
 			}
-			m := byID[chat.ID(id)]
-			// The words joined by single spaces are what the ascii
-			// tokenizer splits back into exactly these words (see the
-			// migration).
-			fresh = append(fresh, id, strings.Join(chat.SearchWords(m.Body), " "))
-			docs = append(docs, id, int64(m.RoomID), int64(m.UserID))
+			fresh = append(fresh, byID[chat.ID(id)])
 		}
 		if err := rows.Close(); err != nil {
 			return fmt.Errorf("index messages: %w", err)
@@ -83,22 +193,77 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("index messages: %w", err)
 		}
-		if len(fresh) == 0 {
-			continue
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	nums, added, err := s.roomNumbers(ctx, tx, fresh)
+	if err != nil {
+		return fmt.Errorf("index messages: %w", err)
+	}
+	rest2 := fresh
+	for _, n := range chunks(len(fresh)) {
+		args := make([]any, 0, 4*n)
+		for _, m := range rest2[:n] {
+			// The words joined by single spaces are what the ascii
+			// tokenizer splits back into exactly these words.
+			words := chat.SearchWords(m.Body)
+			args = append(args, int64(m.ID), strings.Join(words, " "), roomWords(nums[m.RoomID], words), int64(m.UserID))
 		}
-		q := "INSERT INTO messages_fts (rowid, words) VALUES " + strings.Repeat("(?,?),", len(fresh)/2)
-		if _, err := tx.ExecContext(ctx, q[:len(q)-1], fresh...); err != nil {
+		if _, err := s.insertFTS.in(ctx, tx, n).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("index messages: %w", err)
 		}
-		q = "INSERT INTO docs (id, room_id, user_id) VALUES " + strings.Repeat("(?,?,?),", len(docs)/3)
-		if _, err := tx.ExecContext(ctx, q[:len(q)-1], docs...); err != nil {
-			return fmt.Errorf("index messages: %w", err)
-		}
+		rest2 = rest2[n:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index messages: %w", err)
 	}
+	if len(added) > 0 {
+		s.mu.Lock()
+		maps.Copy(s.rooms, added)
+		s.mu.Unlock()
+	}
 	return nil
+}
+
+// roomNumbers returns the numbers of the rooms of msgs, numbering new rooms
+// in tx; added are those not cached yet, to cache once tx commits.
+func (s *Search) roomNumbers(ctx context.Context, tx *sql.Tx, msgs []*chat.Message) (nums, added map[chat.ID]int64, err error) {
+	nums = map[chat.ID]int64{}
+	var missing []string
+	s.mu.Lock()
+	for _, m := range msgs {
+		if _, ok := nums[m.RoomID]; ok {
+			continue
+		}
+		n, ok := s.rooms[m.RoomID]
+		nums[m.RoomID] = n
+		if !ok {
+			missing = append(missing, m.RoomID.String())
+		}
+	}
+	s.mu.Unlock()
+	if len(missing) == 0 {
+		return nums, nil, nil
+	}
+	list := "[" + strings.Join(missing, ",") + "]"
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO rooms (room_id) SELECT value FROM json_each(?) ORDER BY value`, list); err != nil {
+		return nil, nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT room_id, n FROM rooms WHERE room_id IN (SELECT value FROM json_each(?))`, list)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	added = map[chat.ID]int64{}
+	for rows.Next() {
+		var id, n int64
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, nil, err
+		}
+		nums[chat.ID(id)], added[chat.ID(id)] = n, n
+	}
+	return nums, added, rows.Err()
 }
 
 // idRange turns a [from, to) time range into an ID range [lo, hi) that
@@ -158,10 +323,16 @@ func (s *Search) History(ctx context.Context, q chat.HistoryQuery) (chat.History
 	return page, nil
 }
 
-// Search runs a full-text query: every term must match, best bm25 score
-// first, newest first among equals. The cursor holds the offset of the next
-// page and the highest ID at the first page, so messages indexed while a
-// client pages neither shift the pages nor show up twice.
+// Search runs a full-text query: every term must match. The newest
+// rankWindow matches come first, best bm25 score first and newest first
+// among equals, then any older matches, newest first. The cursor holds the
+// offset of the next page and the highest ID at the first page, so messages
+// indexed while a client pages neither shift the pages nor show up twice.
+//
+// The rooms filter is part of the full-text query, in one of three shapes
+// (see migration 0003): the words of the few rooms asked for; all words
+// less those of the few rooms not asked for; all words when every room is
+// asked for. Many rooms on both sides are searched roomsPerQuery at a time.
 func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchResult, error) {
 	terms, err := chat.ParseSearch(q.Text)
 	if err != nil {
@@ -198,88 +369,235 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		}
 		upTo = maxID.Int64
 	}
+	matches, err := s.matchExprs(ctx, tx, terms, q)
+	if err != nil {
+		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
 	lo, hi := idRange(q.From, q.To)
 	hi = min(hi, upTo+1)
-	rooms := uniqueIDs(q.RoomIDs)
-	ids := make([]string, len(rooms))
-	for i, id := range rooms {
-		ids[i] = strconv.FormatInt(int64(id), 10)
-	}
-	// The room list goes in as one JSON array parameter, so any number of
-	// rooms is one bound value and never SQL text. Each match is checked in
-	// docs (see migration 0002); room and user tokens inside the full-text
-	// index were measured slower, since FTS5 steps every branch of an OR of
-	// rooms for each match.
-	from := ` FROM messages_fts JOIN docs m ON m.id = messages_fts.rowid
-		WHERE messages_fts MATCH ? AND messages_fts.rowid >= ? AND messages_fts.rowid < ?
-		AND m.room_id IN (SELECT value FROM json_each(?))`
-	args := []any{matchExpr(terms), lo, hi, "[" + strings.Join(ids, ",") + "]"}
-	if q.UserID != 0 {
-		from += ` AND m.user_id = ?`
-		args = append(args, int64(q.UserID))
-	}
+	args := []any{nil, lo, hi}
+	timed := 0
 	if !q.From.IsZero() || !q.To.IsZero() {
 		// The ID range is whole milliseconds; the exact bounds are on
 		// created_at, read only for matches inside that range.
 		tlo, thi := timeRange(q.From, q.To)
-		from += ` AND EXISTS (SELECT 1 FROM messages x WHERE x.id = m.id AND x.created_at >= ? AND x.created_at < ?)`
 		args = append(args, tlo, thi)
+		timed = 1
 	}
-	// Rank IDs alone and read only the page's messages, so the sort does not
-	// carry every matching body. The matches are gathered once (the CTE),
-	// then counted and ranked from memory: a second pass over the index
-	// for the count doubled the cost, and a window function for it defeated
-	// the top-N sort.
-	rows, err := tx.QueryContext(ctx, `WITH hits AS MATERIALIZED (SELECT messages_fts.rowid AS id, bm25(messages_fts) AS score`+from+`)
-		SELECT id, (SELECT count(*) FROM hits) FROM hits ORDER BY score, id DESC LIMIT ? OFFSET ?`, append(args, limit, offset)...)
-	if err != nil {
-		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+	count, window, tail := tx.StmtContext(ctx, s.count[timed]), tx.StmtContext(ctx, s.window[timed]), tx.StmtContext(ctx, s.tail[timed])
+
+	// The newest rankWindow matches with their scores, and the count.
+	type hit struct {
+		id    int64
+		score float64
 	}
-	var page []string
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id, &res.Total); err != nil {
-			rows.Close()
+	var hits []hit
+	for _, m := range matches {
+		args[0] = m
+		rows, err := window.QueryContext(ctx, append(args, rankWindow)...)
+		if err != nil {
 			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 		}
-		page = append(page, strconv.FormatInt(id, 10))
+		n := 0
+		for rows.Next() {
+			var h hit
+			if err := rows.Scan(&h.id, &h.score); err != nil {
+				rows.Close()
+				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+			}
+			hits = append(hits, h)
+			n++
+		}
+		if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+		}
+		if n < rankWindow {
+			// The window holds every match: no need to count them.
+			res.Total += int64(n)
+			continue
+		}
+		var c int64
+		if err := count.QueryRowContext(ctx, args...).Scan(&c); err != nil {
+			return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
+		}
+		res.Total += c
 	}
-	if err := rows.Close(); err != nil {
-		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+	if len(matches) > 1 {
+		slices.SortFunc(hits, func(a, b hit) int { return cmp.Compare(b.id, a.id) })
+		hits = hits[:min(len(hits), rankWindow)]
 	}
-	if err := rows.Err(); err != nil {
-		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+	slices.SortFunc(hits, func(a, b hit) int {
+		if c := cmp.Compare(a.score, b.score); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.id, a.id)
+	})
+	var page []int64
+	end := offset + int64(limit)
+	for _, h := range hits[min(int64(len(hits)), offset):min(int64(len(hits)), end)] {
+		page = append(page, h.id)
 	}
-	if len(page) == 0 {
-		// Past the last page the window had no row to report on.
-		if offset > 0 {
-			if err := tx.QueryRowContext(ctx, `SELECT count(*)`+from, args...).Scan(&res.Total); err != nil {
-				return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
+	if start := max(offset, rankWindow); end > start && res.Total > start {
+		// Past the window the matches follow newest first.
+		var older []int64
+		for _, m := range matches {
+			args[0] = m
+			lim, off := end-start, start
+			if len(matches) > 1 {
+				// Each query's share of the merged list is unknown.
+				lim, off = end, 0
+			}
+			rows, err := tail.QueryContext(ctx, append(args, lim, off)...)
+			if err != nil {
+				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+			}
+			for rows.Next() {
+				var id int64
+				if err := rows.Scan(&id); err != nil {
+					rows.Close()
+					return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+				}
+				older = append(older, id)
+			}
+			if err := errors.Join(rows.Close(), rows.Err()); err != nil {
+				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 			}
 		}
+		if len(matches) > 1 {
+			slices.SortFunc(older, func(a, b int64) int { return cmp.Compare(b, a) })
+			older = older[min(int64(len(older)), start):min(int64(len(older)), end)]
+		}
+		page = append(page, older...)
+	}
+	if len(page) == 0 {
 		return res, nil
 	}
+	ids := make([]string, len(page))
+	for i, id := range page {
+		ids[i] = strconv.FormatInt(id, 10)
+	}
 	msgs, err := queryMessagesTx(ctx, tx, `SELECT `+messageCols+` FROM messages WHERE id IN (SELECT value FROM json_each(?))`,
-		"["+strings.Join(page, ",")+"]")
+		"["+strings.Join(ids, ",")+"]")
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
-	byID := make(map[string]chat.Message, len(msgs))
+	byID := make(map[chat.ID]chat.Message, len(msgs))
 	for _, m := range msgs {
-		byID[m.ID.String()] = m
+		byID[m.ID] = m
 	}
 	for _, id := range page {
-		m, ok := byID[id]
+		m, ok := byID[chat.ID(id)]
 		if !ok {
 			continue
 		}
 		res.Hits = append(res.Hits, chat.SearchHit{Message: m, Highlight: chat.Highlight(m.Body, terms)})
 	}
 	next := offset + int64(len(page))
-	if next < res.Total && next <= maxSearchOffset && len(page) > 0 {
+	if next < res.Total && next <= maxSearchOffset {
 		res.NextCursor = encodeCursor("s", next, upTo)
 	}
 	return res, nil
+}
+
+// matchExprs returns the FTS5 queries whose matches together are the
+// matches of terms in q's rooms (by q's author): none if no room asked for
+// has a message.
+func (s *Search) matchExprs(ctx context.Context, tx *sql.Tx, terms []chat.SearchTerm, q chat.SearchQuery) ([]string, error) {
+	rooms := uniqueIDs(q.RoomIDs)
+	ids := make([]string, len(rooms))
+	for i, id := range rooms {
+		ids[i] = strconv.FormatInt(int64(id), 10)
+	}
+	// The room list goes in as one JSON array parameter, so any number of
+	// rooms is one bound value and never SQL text.
+	list := "[" + strings.Join(ids, ",") + "]"
+	in, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
+	if err != nil || len(in) == 0 {
+		return nil, err
+	}
+	var all int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM rooms`).Scan(&all); err != nil {
+		return nil, err
+	}
+	author := ""
+	if q.UserID != 0 {
+		author = ` AND author : "` + strconv.FormatInt(int64(q.UserID), 10) + `"`
+	}
+	words := `words : (` + matchExpr(terms) + `)`
+	others := int(all) - len(in)
+	switch {
+	case others == 0:
+		return []string{words + author}, nil
+	case len(in) > roomsPerQuery && others <= roomsPerQuery:
+		out, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id NOT IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
+		if err != nil {
+			return nil, err
+		}
+		if len(out) > 0 {
+			return []string{`(` + words + author + `) NOT ` + roomsExpr(out, terms)}, nil
+		}
+		// Rooms were added since the count: search them all.
+		return []string{words + author}, nil
+	}
+	var exprs []string
+	for part := range slices.Chunk(in, roomsPerQuery) {
+		e := roomsExpr(part, terms)
+		if author != "" {
+			e = `(` + e + `)` + author
+		}
+		exprs = append(exprs, e)
+	}
+	return exprs, nil
+}
+
+// roomsExpr matches terms in the words of any of rooms.
+func roomsExpr(rooms []int64, terms []chat.SearchTerm) string {
+	var b strings.Builder
+	b.WriteString(`room_words : (`)
+	for i, n := range rooms {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		p := strconv.FormatInt(n, 10) + "x"
+		b.WriteByte('(')
+		for j, t := range terms {
+			if j > 0 {
+				b.WriteString(" AND ")
+			}
+			b.WriteByte('"')
+			for k, w := range t.Words {
+				if k > 0 {
+					b.WriteByte(' ')
+				}
+				b.WriteString(p)
+				b.WriteString(w)
+			}
+			b.WriteByte('"')
+			if t.Prefix {
+				b.WriteByte('*')
+			}
+		}
+		b.WriteByte(')')
+	}
+	b.WriteByte(')')
+	return b.String()
+}
+
+func queryInts(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // matchExpr turns parsed terms into an FTS5 query. Every word is a quoted
