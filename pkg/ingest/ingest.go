@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -32,6 +33,18 @@ type RecentCache interface {
 	AddRecent(ctx context.Context, msgs []chat.Message) error
 }
 
+// AsyncLog is a chat.Log that can start an append without waiting for it
+// (pkg/jetstream). With one, the server pipelines: while a batch waits for
+// durability, the next batch's nonces are claimed and its append started.
+type AsyncLog interface {
+	chat.Log
+	// AppendAsync starts appending msgs after everything earlier calls
+	// started, and returns a function that waits until all of msgs are
+	// durable (nil) or at least one failed. wait must be called exactly
+	// once; ctx bounds the wait.
+	AppendAsync(ctx context.Context, msgs []chat.Message) (wait func() error)
+}
+
 // Config tunes the ingest server. Zero values take the defaults.
 type Config struct {
 	// Buffer is how many requests may wait for the batcher; when it is
@@ -47,6 +60,9 @@ type Config struct {
 	// MaxRequestBytes refuses bigger request payloads before decoding.
 	// Default 64 KiB, well above a 4,000-character body.
 	MaxRequestBytes int
+	// MaxInFlight is how many batches may wait for durability at once
+	// when the log is an AsyncLog. Default 16.
+	MaxInFlight int
 }
 
 func (c *Config) setDefaults() {
@@ -64,6 +80,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 64 << 10
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 16
 	}
 }
 
@@ -89,9 +108,17 @@ type Stats struct {
 	BufferLen    int   // requests waiting now
 }
 
+// request is one send waiting for its answer: on a NATS reply subject, or
+// for an in-process caller (Server.Send) on local.
 type request struct {
 	req   chat.SendRequest
 	reply string
+	local chan result // buffered 1: the server never waits for the caller
+}
+
+type result struct {
+	msg chat.Message
+	err error
 }
 
 // Server is the ingest role.
@@ -100,6 +127,11 @@ type Server struct {
 	deps Deps
 	log  *slog.Logger
 	buf  chan request
+
+	// closeMu guards buf against a send after Run closed it: in-process
+	// callers (Send) are not stopped by draining the NATS subscription.
+	closeMu sync.RWMutex
+	closed  bool
 
 	received, appended, duplicates atomic.Int64
 	rejectedBusy, invalid, failed  atomic.Int64
@@ -149,10 +181,32 @@ func (s *Server) Run(ctx context.Context) error {
 	for deadline := time.Now().Add(30 * time.Second); sub.IsValid() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
-	// No callback can push any more: let the batcher finish the buffer.
+	// No callback can push any more, and closed stops in-process
+	// callers: let the batcher finish the buffer.
+	s.closeMu.Lock()
+	s.closed = true
 	close(s.buf)
+	s.closeMu.Unlock()
 	<-done
 	return nil
+}
+
+// enqueue hands r to the batcher without waiting; false if the buffer is
+// full or the server has stopped.
+func (s *Server) enqueue(r request) (ok, stopped bool) {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return false, true
+	}
+	select {
+	case s.buf <- r:
+		s.received.Add(1)
+		return true, false
+	default:
+		s.rejectedBusy.Add(1)
+		return false, false
+	}
 }
 
 // onRequest runs on the subscription's goroutine and must never block:
@@ -184,13 +238,64 @@ func (s *Server) onRequest(m *nats.Msg) {
 		s.respondErr(m.Reply, err)
 		return
 	}
-	select {
-	case s.buf <- request{req: r, reply: m.Reply}:
-		s.received.Add(1)
-	default:
-		s.rejectedBusy.Add(1)
-		s.respondErr(m.Reply, chat.Errorf(chat.EUNAVAILABLE, "server busy, retry"))
+	if ok, stopped := s.enqueue(request{req: r, reply: m.Reply}); !ok {
+		if stopped {
+			s.respondErr(m.Reply, errStopped())
+			return
+		}
+		s.respondErr(m.Reply, errBusy())
 	}
+}
+
+func errBusy() error    { return chat.Errorf(chat.EUNAVAILABLE, "server busy, retry") }
+func errStopped() error { return chat.Errorf(chat.EUNAVAILABLE, "no ingest available") }
+func errNotAcked() error {
+	// It may still be stored: only a retry with the same nonce is safe.
+	return chat.Errorf(chat.EUNAVAILABLE, "not acknowledged; retry with the same nonce")
+}
+
+// Send implements chat.Sender in process: a gateway in the same process as
+// the ingest role hands it sends directly, without the NATS request hop.
+// It validates r as a request from the network would be, since it is the
+// same contract. Use Local for a Sender with a timeout.
+func (s *Server) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
+	if err := validate(r); err != nil {
+		s.invalid.Add(1)
+		return chat.Message{}, err
+	}
+	ch := make(chan result, 1)
+	if ok, stopped := s.enqueue(request{req: r, local: ch}); !ok {
+		if stopped {
+			return chat.Message{}, errStopped()
+		}
+		return chat.Message{}, errBusy()
+	}
+	select {
+	case res := <-ch:
+		return res.msg, res.err
+	case <-ctx.Done():
+		return chat.Message{}, errNotAcked()
+	}
+}
+
+// Local returns a chat.Sender that calls s in process, bounding each send by
+// timeout (default 5 s) like Client does over NATS.
+func (s *Server) Local(timeout time.Duration) chat.Sender {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	return localSender{s: s, timeout: timeout}
+}
+
+type localSender struct {
+	s       *Server
+	timeout time.Duration
+}
+
+func (l localSender) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	return l.s.Send(ctx, r)
 }
 
 // validate re-checks what the gateway checked: ingest is reachable by any
@@ -208,7 +313,25 @@ func validate(r chat.SendRequest) error {
 	return chat.ValidateNonce(r.Nonce)
 }
 
+// batcher takes batches off the buffer. With an AsyncLog it only starts
+// each batch's append and leaves the wait for durability, the answers and
+// the fanout to complete, so the next batch is claimed and appended while
+// the previous one is still being made durable; batches are started and
+// completed in buffer order either way.
 func (s *Server) batcher() {
+	var inflight chan *flight
+	var done chan struct{}
+	alog, async := s.deps.Log.(AsyncLog)
+	if async {
+		inflight = make(chan *flight, s.cfg.MaxInFlight)
+		done = make(chan struct{})
+		go func() {
+			defer close(done)
+			for f := range inflight {
+				s.complete(f)
+			}
+		}()
+	}
 	batch := make([]request, 0, s.cfg.MaxBatch)
 	for r := range s.buf {
 		batch = append(batch[:0], r)
@@ -224,40 +347,76 @@ func (s *Server) batcher() {
 				break fill
 			}
 		}
-		s.process(batch)
+		// prepare keeps the slice: the next batch gets a new one.
+		f := s.prepare(batch)
+		batch = make([]request, 0, s.cfg.MaxBatch)
+		if f == nil {
+			continue
+		}
+		if !async {
+			err := s.deps.Log.Append(f.ctx, f.toAppend)
+			f.wait = func() error { return err }
+			s.complete(f)
+			continue
+		}
+		f.wait = alog.AppendAsync(f.ctx, f.toAppend)
+		inflight <- f
+	}
+	if async {
+		close(inflight)
+		<-done
 	}
 }
 
-// process stores one batch and answers its requests. It does not use Run's
+// flight is one batch between the start of its append and its answers.
+type flight struct {
+	batch  []request
+	msgs   []chat.Message  // msgs[i]: the new message request i would be
+	answer []*chat.Message // answer[i]: what request i gets
+	// toAppend is every distinct answer of the batch, appended again even
+	// when it is an earlier message (see prepare); appendIdx[k] is the
+	// request whose answer toAppend[k] is.
+	toAppend  []chat.Message
+	appendIdx []int
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wait      func() error
+}
+
+// prepare stamps a batch with IDs and claims its nonces. It returns nil if
+// the batch was answered already (the claim failed). It does not use Run's
 // context: buffered requests are finished after shutdown starts.
-func (s *Server) process(batch []request) {
+func (s *Server) prepare(batch []request) *flight {
 	s.batches.Add(1)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AppendTimeout)
-	defer cancel()
-
-	msgs := make([]chat.Message, len(batch))
+	f := &flight{batch: batch, ctx: ctx, cancel: cancel,
+		msgs: make([]chat.Message, len(batch)), answer: make([]*chat.Message, len(batch))}
+	msgs := f.msgs
 	for i, r := range batch {
 		id, at := s.deps.IDs.Next()
 		msgs[i] = chat.Message{ID: id, RoomID: r.req.RoomID, UserID: r.req.UserID, Username: r.req.Username,
 			Body: r.req.Body, CreatedAt: at, Nonce: r.req.Nonce}
 	}
 
-	// answer[i] is what request i gets: its own message, or for a
-	// repeated nonce the first message stored with it.
-	answer := make([]*chat.Message, len(batch))
 	// A nonce repeated inside the batch (a client retrying fast) is a
 	// duplicate of its first occurrence here, whatever the cache does.
 	type key struct {
 		user  chat.ID
 		nonce string
 	}
-	firstInBatch := map[key]int{}
-	dupOf := map[int]int{}
+	var firstInBatch map[key]int
+	var dupOf map[int]int
 	fresh := make([]int, 0, len(batch)) // indexes of messages to claim and append
 	for i, m := range msgs {
 		if m.Nonce != "" {
+			if firstInBatch == nil {
+				firstInBatch = make(map[key]int, len(batch))
+			}
 			k := key{m.UserID, m.Nonce}
 			if j, ok := firstInBatch[k]; ok {
+				if dupOf == nil {
+					dupOf = map[int]int{}
+				}
 				dupOf[i] = j
 				continue
 			}
@@ -265,13 +424,13 @@ func (s *Server) process(batch []request) {
 		}
 		fresh = append(fresh, i)
 	}
-	toClaim := make([]chat.Message, len(fresh))
-	for k, i := range fresh {
-		toClaim[k] = msgs[i]
-	}
 
 	var prior []*chat.Message
 	if s.deps.Nonces != nil {
+		toClaim := make([]chat.Message, len(fresh))
+		for k, i := range fresh {
+			toClaim[k] = msgs[i]
+		}
 		var err error
 		prior, err = s.deps.Nonces.ClaimNonces(ctx, toClaim, s.cfg.NonceTTL)
 		if err != nil {
@@ -279,38 +438,46 @@ func (s *Server) process(batch []request) {
 			// refusing lets the client retry safely.
 			s.log.Error("claim nonces failed", "err", err, "requests", len(batch))
 			s.failAll(batch, chat.Errorf(chat.EUNAVAILABLE, "message not stored; retry with the same nonce"))
-			return
+			cancel()
+			return nil
 		}
 	}
 	// Every request's answer is (re)appended. A repeated nonce is answered
 	// with the first message, appended again under its own ID: if the first
 	// send's append failed (wholly, or after part of the batch reached the
-	// log), this makes the message we ack durable, and since the log and
-	// every store deduplicate by message ID, a second copy is harmless. The
-	// claim is never released, so a retry can never be stored under a new
-	// ID next to a copy that did reach the log.
-	toAppend := make([]chat.Message, 0, len(fresh))
-	appendIdx := make([]int, 0, len(fresh))
+	// log), or is still on its way in an earlier batch, this makes the
+	// message we ack durable before the ack, and since the log and every
+	// store deduplicate by message ID, a second copy is harmless. The claim
+	// is never released, so a retry can never be stored under a new ID next
+	// to a copy that did reach the log.
+	f.toAppend = make([]chat.Message, 0, len(fresh))
+	f.appendIdx = make([]int, 0, len(fresh))
 	for k, i := range fresh {
-		answer[i] = &msgs[i]
+		f.answer[i] = &msgs[i]
 		if prior != nil && prior[k] != nil {
-			answer[i] = prior[k]
+			f.answer[i] = prior[k]
 		}
-		toAppend = append(toAppend, *answer[i])
-		appendIdx = append(appendIdx, i)
+		f.toAppend = append(f.toAppend, *f.answer[i])
+		f.appendIdx = append(f.appendIdx, i)
 	}
 	for i, j := range dupOf {
-		answer[i] = answer[j]
+		f.answer[i] = f.answer[j]
 	}
+	return f
+}
 
-	if err := s.deps.Log.Append(ctx, toAppend); err != nil {
-		s.log.Error("append failed", "err", err, "messages", len(toAppend))
-		s.failAll(batch, chat.Errorf(chat.EUNAVAILABLE, "message not stored; retry with the same nonce"))
+// complete waits for a batch's append, then answers its requests and fans
+// its new messages out.
+func (s *Server) complete(f *flight) {
+	defer f.cancel()
+	if err := f.wait(); err != nil {
+		s.log.Error("append failed", "err", err, "messages", len(f.toAppend))
+		s.failAll(f.batch, chat.Errorf(chat.EUNAVAILABLE, "message not stored; retry with the same nonce"))
 		return
 	}
-	s.appended.Add(int64(len(toAppend)))
-	if s.deps.Recent != nil && len(toAppend) > 0 {
-		if err := s.deps.Recent.AddRecent(ctx, toAppend); err != nil {
+	s.appended.Add(int64(len(f.toAppend)))
+	if s.deps.Recent != nil && len(f.toAppend) > 0 {
+		if err := s.deps.Recent.AddRecent(f.ctx, f.toAppend); err != nil {
 			// The message is durable; only a read racing the store misses
 			// it for a moment. Failing the send now would make the client
 			// resend a stored message.
@@ -318,31 +485,41 @@ func (s *Server) process(batch []request) {
 		}
 	}
 
-	// Encode each stored message once: its JSON goes into the sender's
-	// reply and the fanout frame alike.
-	encoded := make(map[*chat.Message][]byte, len(batch))
-	for i, r := range batch {
-		p := answer[i]
-		b, ok := encoded[p]
-		if !ok {
-			b = encodeMessage(s.log, *p)
-			encoded[p] = b
+	// Encode each stored message once, only if someone needs the JSON:
+	// it goes into NATS replies and the fanout frame alike.
+	var encoded map[*chat.Message][]byte
+	encode := func(p *chat.Message) []byte {
+		if b, ok := encoded[p]; ok {
+			return b
 		}
-		if p != &msgs[i] {
+		if encoded == nil {
+			encoded = make(map[*chat.Message][]byte, len(f.batch))
+		}
+		b := encodeMessage(*p)
+		encoded[p] = b
+		return b
+	}
+	for i, r := range f.batch {
+		p := f.answer[i]
+		if p != &f.msgs[i] {
 			s.duplicates.Add(1)
 		}
-		s.respondMsg(r.reply, b)
+		if r.local != nil {
+			r.local <- result{msg: *p}
+			continue
+		}
+		s.respondMsg(r.reply, encode(p))
 	}
-	for _, i := range appendIdx {
-		m := answer[i]
-		if m != &msgs[i] {
+	for _, i := range f.appendIdx {
+		m := f.answer[i]
+		if m != &f.msgs[i] {
 			// A repeat is not fanned out again: clients may render every
 			// message frame they get. (Should the first attempt's append
 			// have failed outright, other members see the message on their
 			// next join or page instead of live; the sender has its ack.)
 			continue
 		}
-		b := encoded[m]
+		b := encode(m)
 		frame := make([]byte, 0, len(b)+32)
 		frame = append(frame, `{"type":"message","message":`...)
 		frame = append(frame, b...)
@@ -365,18 +542,16 @@ func (s *Server) process(batch []request) {
 func (s *Server) failAll(batch []request, err error) {
 	for _, r := range batch {
 		s.failed.Add(1)
+		if r.local != nil {
+			r.local <- result{err: err}
+			continue
+		}
 		s.respondErr(r.reply, err)
 	}
 }
 
-func encodeMessage(log *slog.Logger, m chat.Message) []byte {
-	b, err := json.Marshal(m)
-	if err != nil {
-		// Cannot happen for a chat.Message; answer something decodable.
-		log.Error("encode message", "err", err)
-		return []byte("null")
-	}
-	return b
+func encodeMessage(m chat.Message) []byte {
+	return m.AppendJSON(make([]byte, 0, 160+len(m.Body)))
 }
 
 func (s *Server) respondMsg(reply string, msgJSON []byte) {
@@ -427,8 +602,7 @@ func (c *Client) Send(ctx context.Context, r chat.SendRequest) (chat.Message, er
 	case errors.Is(err, nats.ErrNoResponders):
 		return chat.Message{}, chat.Errorf(chat.EUNAVAILABLE, "no ingest available")
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
-		// It may still be stored: only a retry with the same nonce is safe.
-		return chat.Message{}, chat.Errorf(chat.EUNAVAILABLE, "not acknowledged; retry with the same nonce")
+		return chat.Message{}, errNotAcked()
 	case err != nil:
 		return chat.Message{}, fmt.Errorf("ingest request: %w", err)
 	}

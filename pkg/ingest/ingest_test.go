@@ -119,6 +119,60 @@ type env struct {
 	nonces   *memNonces
 	recent   *memRecent
 	ids      *chat.IDGen
+	// pipelined gives the server an ingest.AsyncLog (asyncGateLog), so
+	// batches overlap; local sends through Server.Send instead of NATS.
+	pipelined, local bool
+	server           *ingest.Server // the last one started
+}
+
+// asyncGateLog is gateLog as an ingest.AsyncLog: appends run one at a time
+// in call order on a worker, as a JetStream connection keeps them, and the
+// gate holds their completion, so several batches can be in flight.
+type asyncGateLog struct {
+	*gateLog
+	once sync.Once
+	jobs chan asyncJob
+}
+
+type asyncJob struct {
+	ctx  context.Context
+	msgs []chat.Message
+	done chan error
+}
+
+func (a *asyncGateLog) AppendAsync(ctx context.Context, msgs []chat.Message) func() error {
+	a.once.Do(func() {
+		a.jobs = make(chan asyncJob, 1024)
+		go func() {
+			for j := range a.jobs {
+				j.done <- a.gateLog.Append(j.ctx, j.msgs)
+			}
+		}()
+	})
+	j := asyncJob{ctx: ctx, msgs: msgs, done: make(chan error, 1)}
+	a.jobs <- j
+	return func() error { return <-j.done }
+}
+
+// mode is one way of running the server: sync or pipelined batches, sends
+// over NATS or in process.
+type mode struct{ pipelined, local bool }
+
+func (m mode) String() string {
+	return fmt.Sprintf("pipelined=%v/local=%v", m.pipelined, m.local)
+}
+
+var modes = []mode{{false, false}, {false, true}, {true, false}, {true, true}}
+
+// forModes runs test once per mode, each with a fresh env.
+func forModes(t *testing.T, test func(t *testing.T, e *env)) {
+	for _, m := range modes {
+		t.Run(m.String(), func(t *testing.T) {
+			e := newEnv(t)
+			e.pipelined, e.local = m.pipelined, m.local
+			test(t, e)
+		})
+	}
 }
 
 func logger(tb testing.TB) *slog.Logger {
@@ -161,7 +215,12 @@ func connect(tb testing.TB, e *natsbus.Embedded) *nats.Conn {
 // stop cancels it and returns Run's result; it may be called more than once.
 func (e *env) start(tb testing.TB, cfg ingest.Config) (s *ingest.Server, stop func() error) {
 	tb.Helper()
-	s = ingest.NewServer(cfg, ingest.Deps{NC: connect(tb, e.embedded), Log: e.glog, IDs: e.ids, Nonces: e.nonces, Recent: e.recent}, logger(tb))
+	var l chat.Log = e.glog
+	if e.pipelined {
+		l = &asyncGateLog{gateLog: e.glog}
+	}
+	s = ingest.NewServer(cfg, ingest.Deps{NC: connect(tb, e.embedded), Log: l, IDs: e.ids, Nonces: e.nonces, Recent: e.recent}, logger(tb))
+	e.server = s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -204,7 +263,10 @@ func poll(tb testing.TB, what string, cond func() bool) {
 	}
 }
 
-func (e *env) client(tb testing.TB, timeout time.Duration) *ingest.Client {
+func (e *env) client(tb testing.TB, timeout time.Duration) chat.Sender {
+	if e.local {
+		return e.server.Local(timeout)
+	}
 	return ingest.NewClient(connect(tb, e.embedded), timeout)
 }
 
@@ -253,8 +315,9 @@ func storedMessages(tb testing.TB, l chat.Log) []chat.Message {
 	return got
 }
 
-func TestSendEndToEnd(t *testing.T) {
-	e := newEnv(t)
+func TestSendEndToEnd(t *testing.T) { forModes(t, testSendEndToEnd) }
+
+func testSendEndToEnd(t *testing.T, e *env) {
 	e.start(t, ingest.Config{})
 	c := e.client(t, 0)
 	watch := connect(t, e.embedded)
@@ -305,8 +368,9 @@ func TestSendEndToEnd(t *testing.T) {
 	}
 }
 
-func TestDuplicateNonce(t *testing.T) {
-	e := newEnv(t)
+func TestDuplicateNonce(t *testing.T) { forModes(t, testDuplicateNonce) }
+
+func testDuplicateNonce(t *testing.T, e *env) {
 	e.start(t, ingest.Config{})
 	c := e.client(t, 0)
 	watch := connect(t, e.embedded)
@@ -451,8 +515,9 @@ func TestNoIngestIsUnavailable(t *testing.T) {
 	}
 }
 
-func TestAckTimeoutIsUnavailable(t *testing.T) {
-	e := newEnv(t)
+func TestAckTimeoutIsUnavailable(t *testing.T) { forModes(t, testAckTimeoutIsUnavailable) }
+
+func testAckTimeoutIsUnavailable(t *testing.T, e *env) {
 	e.start(t, ingest.Config{})
 	e.glog.close()
 	_, err := e.client(t, 200*time.Millisecond).Send(context.Background(), req(1, 1, "x", "n"))
@@ -464,10 +529,13 @@ func TestAckTimeoutIsUnavailable(t *testing.T) {
 // After a failed append the nonce stays claimed: the retry is answered
 // with the first message, appended again under the same ID, so the client
 // gets one message however the failure went.
-func TestAppendFailureKeepsNonce(t *testing.T) {
+func TestAppendFailureKeepsNonce(t *testing.T) { forModes(t, testAppendFailureKeepsNonce) }
+
+func testAppendFailureKeepsNonce(t *testing.T, outer *env) {
 	for _, partial := range []bool{false, true} {
 		t.Run(fmt.Sprintf("reached_log=%v", partial), func(t *testing.T) {
 			e := newEnv(t)
+			e.pipelined, e.local = outer.pipelined, outer.local
 			e.start(t, ingest.Config{})
 			c := e.client(t, 0)
 			if partial {
@@ -542,8 +610,9 @@ func TestHostilePayloads(t *testing.T) {
 	}
 }
 
-func TestShutdownFinishesBuffered(t *testing.T) {
-	e := newEnv(t)
+func TestShutdownFinishesBuffered(t *testing.T) { forModes(t, testShutdownFinishesBuffered) }
+
+func testShutdownFinishesBuffered(t *testing.T, e *env) {
 	s, stop := e.start(t, ingest.Config{MaxBatch: 2})
 	e.glog.close()
 	c := e.client(t, 60*time.Second)
