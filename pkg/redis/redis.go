@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -44,12 +46,21 @@ type Cache struct {
 	prefix  string
 	recentN int
 	recentT time.Duration
+
+	// untrimmed counts, per room, the messages added to its window since
+	// this process last trimmed it (see AddRecent).
+	trimMu    sync.Mutex
+	untrimmed map[chat.ID]int
 }
+
+// maxTrimRooms bounds untrimmed; past it the counts start over, which only
+// costs one early trim per room.
+const maxTrimRooms = 100_000
 
 // Open connects to cfg.URL, or starts miniredis when it is empty, and checks
 // that the server answers.
 func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
-	c := &Cache{prefix: cfg.Prefix, recentN: cfg.RecentPerRoom, recentT: cfg.RecentTTL}
+	c := &Cache{prefix: cfg.Prefix, recentN: cfg.RecentPerRoom, recentT: cfg.RecentTTL, untrimmed: map[chat.ID]int{}}
 	if c.recentN <= 0 {
 		c.recentN = chat.MaxSinceReplay
 	}
@@ -183,18 +194,19 @@ func (c *Cache) nonceKey(m chat.Message) string {
 }
 
 // ClaimNonces claims (user, nonce) for each message that has a nonce, in one
-// round trip. result[i] is nil when msgs[i] may be stored (claimed now, or no
-// nonce), else the message first stored with that nonce.
+// round trip when every claim is new (a second one reads the messages of
+// refused claims). result[i] is nil when msgs[i] may be stored (claimed now,
+// or no nonce), else the message first stored with that nonce.
 func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.Duration) ([]*chat.Message, error) {
 	out := make([]*chat.Message, len(msgs))
 	pipe := c.rdb.Pipeline()
 	type claim struct {
 		i   int
+		key string
 		set *goredis.BoolCmd
-		get *goredis.StringCmd
 	}
 	var claims []claim
-	seen := map[string]int{}
+	var seen map[string]int
 	for i, m := range msgs {
 		if m.Nonce == "" {
 			continue
@@ -207,25 +219,47 @@ func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.D
 			out[i] = &first
 			continue
 		}
+		if seen == nil {
+			seen = make(map[string]int, len(msgs))
+		}
 		seen[k] = i
-		b, _ := json.Marshal(m)
-		claims = append(claims, claim{i: i, set: pipe.SetNX(ctx, k, b, ttl), get: pipe.Get(ctx, k)})
+		b := m.AppendJSON(nil)
+		claims = append(claims, claim{i: i, key: k, set: pipe.SetNX(ctx, k, b, ttl)})
 	}
 	if len(claims) == 0 {
+		return out, nil
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, unavailable("claim nonces", err)
+	}
+	// A refused claim is a retry: read the message it was first stored
+	// with. Rare, so it costs a second round trip only when it happens.
+	var gets []*goredis.StringCmd
+	var refused []int
+	for _, cl := range claims {
+		if cl.set.Val() {
+			continue
+		}
+		if gets == nil {
+			pipe = c.rdb.Pipeline()
+		}
+		gets = append(gets, pipe.Get(ctx, cl.key))
+		refused = append(refused, cl.i)
+	}
+	if gets == nil {
 		return out, nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
 		return nil, unavailable("claim nonces", err)
 	}
-	for _, cl := range claims {
-		if cl.set.Val() {
+	for k, get := range gets {
+		var first chat.Message
+		if err := json.Unmarshal([]byte(get.Val()), &first); err != nil {
+			// Unreadable (or expired in between): store the message
+			// rather than lose it.
 			continue
 		}
-		var first chat.Message
-		if err := json.Unmarshal([]byte(cl.get.Val()), &first); err != nil {
-			continue // unreadable claim: store the message rather than lose it
-		}
-		out[cl.i] = &first
+		out[refused[k]] = &first
 	}
 	return out, nil
 }
@@ -234,10 +268,16 @@ func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.D
 
 func (c *Cache) recentKey(room chat.ID) string { return c.key("recent", room.String()) }
 
-// AddRecent adds acknowledged messages to their rooms' windows, keeping the
-// newest RecentPerRoom of each. A window is a sorted set whose members start
-// with the zero-padded ID, so it stays in ID order (and trims the oldest)
-// even when several ingest instances add out of order.
+// AddRecent adds acknowledged messages to their rooms' windows, keeping at
+// least the newest RecentPerRoom of each. A window is a sorted set whose
+// members start with the zero-padded ID, so it stays in ID order (and trims
+// the oldest) even when several ingest instances add out of order.
+//
+// Trimming is amortized: a room is trimmed the first time this process adds
+// to it and then after every RecentPerRoom/8 messages it adds, so a window
+// holds at most that many beyond RecentPerRoom per ingest instance. Readers
+// merge and cut, so a few more old messages change nothing for them, while
+// trimming on every add would cost miniredis a sort of the whole window.
 func (c *Cache) AddRecent(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -246,18 +286,32 @@ func (c *Cache) AddRecent(ctx context.Context, msgs []chat.Message) error {
 	byRoom := map[chat.ID][]goredis.Z{}
 	var order []chat.ID
 	for _, m := range msgs {
-		b, _ := json.Marshal(m)
 		if _, ok := byRoom[m.RoomID]; !ok {
 			order = append(order, m.RoomID)
 		}
-		byRoom[m.RoomID] = append(byRoom[m.RoomID], goredis.Z{Member: padID(m.ID) + string(b)})
+		b := make([]byte, 0, idWidth+160+len(m.Body))
+		b = appendPadID(b, m.ID)
+		b = m.AppendJSON(b)
+		byRoom[m.RoomID] = append(byRoom[m.RoomID], goredis.Z{Member: b})
+	}
+	every := max(1, c.recentN/8)
+	c.trimMu.Lock()
+	if len(c.untrimmed) >= maxTrimRooms {
+		c.untrimmed = map[chat.ID]int{}
 	}
 	for _, room := range order {
 		k := c.recentKey(room)
 		pipe.ZAdd(ctx, k, byRoom[room]...)
-		pipe.ZRemRangeByRank(ctx, k, 0, int64(-c.recentN-1))
+		n, seen := c.untrimmed[room]
+		n += len(byRoom[room])
+		if !seen || n >= every {
+			pipe.ZRemRangeByRank(ctx, k, 0, int64(-c.recentN-1))
+			n = 0
+		}
+		c.untrimmed[room] = n
 		pipe.Expire(ctx, k, c.recentT)
 	}
+	c.trimMu.Unlock()
 	if _, err := pipe.Exec(ctx); err != nil {
 		return unavailable("add recent", err)
 	}
@@ -304,6 +358,15 @@ func (c *Cache) RecentBefore(ctx context.Context, room, before chat.ID, limit in
 }
 
 const idWidth = 19 // digits of the largest int64
+
+func appendPadID(dst []byte, id chat.ID) []byte {
+	var digits [20]byte
+	s := strconv.AppendInt(digits[:0], int64(id), 10)
+	for i := len(s); i < idWidth; i++ {
+		dst = append(dst, '0')
+	}
+	return append(dst, s...)
+}
 
 func padID(id chat.ID) string {
 	s := id.String()

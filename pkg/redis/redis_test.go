@@ -170,3 +170,64 @@ func TestRecentWindow(t *testing.T) {
 		})
 	}
 }
+
+// Trimming is amortized: the window never holds fewer than the newest
+// RecentPerRoom, nor more than RecentPerRoom/8 beyond them.
+func TestRecentWindowTrimAmortized(t *testing.T) {
+	const n = 64
+	c, err := Open(context.Background(), Config{Prefix: "trim:", RecentPerRoom: n}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for i := int64(1); i <= 500; i++ {
+		batch := []chat.Message{msg(i, 1, 1, "", "m")}
+		if i%7 == 0 {
+			batch = append(batch, msg(10000+i, 2, 1, "", "other"))
+		}
+		if err := c.AddRecent(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.RecentAfter(ctx, 1, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := min(i, n)
+		if int64(len(got)) < want || len(got) > n+n/8 {
+			t.Fatalf("after %d adds the window holds %d, want %d to %d", i, len(got), want, n+n/8)
+		}
+		if got[len(got)-1].ID != chat.ID(i) || got[len(got)-int(want)].ID != chat.ID(i-want+1) {
+			t.Fatalf("after %d adds the window is %v..%v", i, got[0].ID, got[len(got)-1].ID)
+		}
+	}
+	// A process that restarts (no counts) trims at its first add.
+	c.untrimmed = map[chat.ID]int{}
+	if err := c.AddRecent(ctx, []chat.Message{msg(501, 1, 1, "", "m")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.RecentAfter(ctx, 1, 0); len(got) != n {
+		t.Fatalf("first add after a restart left %d, want %d", len(got), n)
+	}
+}
+
+// A claim refused because the nonce is taken reads the first message back;
+// one whose stored value is unreadable lets the message be stored.
+func TestClaimNoncesUnreadableClaim(t *testing.T) {
+	for name, c := range openCaches(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			m := msg(1, 1, 77, "junk-nonce", "a")
+			if err := c.rdb.Set(ctx, c.nonceKey(m), "not json", time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.ClaimNonces(ctx, []chat.Message{m, msg(2, 1, 77, "fresh", "b")}, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res[0] != nil || res[1] != nil {
+				t.Fatalf("got %v, want both storable", res)
+			}
+		})
+	}
+}
