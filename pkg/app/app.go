@@ -55,6 +55,9 @@ type Main struct {
 	users chat.UserService
 	rooms chat.RoomService
 	query chat.QueryService
+	// ingest is the ingest role when this process runs it: a local
+	// gateway then hands it sends directly instead of over NATS.
+	ingest *ingest.Server
 
 	runners []runner
 	closers []func() error // run in reverse order by Close
@@ -184,6 +187,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	if cfg.Has("ingest") {
 		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL},
 			ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}, m.Log)
+		m.ingest = srv
 		m.addRunner("ingest", srv.Run)
 		m.metrics.Ingest(func() metrics.IngestStats { return metrics.IngestStats(srv.Stats()) })
 	}
@@ -300,6 +304,13 @@ func (m *Main) openDirectory(ctx context.Context, ids *chat.IDGen, events chat.E
 			return err
 		}
 		m.rooms = cl.Rooms()
+	}
+	if m.rooms != nil {
+		// Every send checks access: answer grants from memory, evicted by
+		// the room role's control events.
+		ac := room.NewAccessCache(m.rooms, m.nc, 0, m.Log.With("component", "access-cache"))
+		m.rooms = ac
+		m.addRunner("access-cache", ac.Run)
 	}
 	return nil
 }
@@ -427,7 +438,11 @@ func (m *Main) openHTTP(ctx context.Context) error {
 		if limit.Burst < limit.Rate {
 			limit.Burst = limit.Rate
 		}
-		poster := post.New(m.rooms, m.cache, limit, ingest.NewClient(m.nc, cfg.Ingest.Timeout))
+		var sender chat.Sender = ingest.NewClient(m.nc, cfg.Ingest.Timeout)
+		if m.ingest != nil {
+			sender = m.ingest.Local(cfg.Ingest.Timeout)
+		}
+		poster := post.New(m.rooms, m.cache, limit, sender)
 		poster.Observe(m.metrics.ObserveAck, func() { m.metrics.RateLimited("send") })
 		gw := gateway.New(gateway.Config{
 			MaxFrameBytes:   cfg.Gateway.MaxFrameBytes,
