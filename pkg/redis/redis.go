@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,7 +76,13 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
 			return nil, fmt.Errorf("start embedded redis: %w", err)
 		}
 		c.mini = m
-		opt = &goredis.Options{Addr: m.Addr()}
+		srv := m.Server()
+		opt = &goredis.Options{Addr: m.Addr(), Dialer: func(context.Context, string, string) (net.Conn, error) {
+			// In process, skip the loopback TCP: see memConn.
+			client, server := memConnPair()
+			srv.ServeConn(server)
+			return client, nil
+		}}
 	} else {
 		var err error
 		opt, err = goredis.ParseURL(cfg.URL)
