@@ -2,12 +2,15 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -35,6 +38,7 @@ func Command() *cli.Command {
 		&cli.DurationFlag{Name: "lag-wait", Usage: "persist: after sending, wait at most this long for the store and index lag to reach 0 (default 60s)"},
 		&cli.DurationFlag{Name: "sample", Usage: "persist: /metrics lag sampling interval (default 1s)"},
 		&cli.StringFlag{Name: "cpuprofile", Usage: "write CPU profiles: FILE for this process, FILE.wN for worker N"},
+		&cli.DurationFlag{Name: "batch-wait", Usage: "above 10,000 frames/s per worker, pause this long between small epoll batches so each returns many sockets (latencies read at most this much high; default 500µs; negative: never)"},
 		&cli.IntFlag{Name: "pid", Usage: "server pid to read VmRSS from (default: /metrics process_resident_memory_bytes)"},
 		&cli.IntFlag{Name: "workers", Usage: "worker processes to spread connections over (each holds at most its share of open files); 0: in this process"},
 		&cli.StringFlag{Name: "json", Usage: "write the results to this file"},
@@ -67,16 +71,56 @@ func Command() *cli.Command {
 			return WriteTable(c.App.Writer, all)
 		},
 	})
+	subs = append(subs, &cli.Command{
+		Name:  "selftest",
+		Usage: "measure the tool's own receive capacity against a trivial local sender (no chatd): frames per CPU-second of the workers",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "conns", Value: 10000, Usage: "connections"},
+			&cli.IntFlag{Name: "rooms", Value: 100, Usage: "rooms the connections are spread over"},
+			&cli.IntFlag{Name: "workers", Value: 2, Usage: "worker processes"},
+			&cli.DurationFlag{Name: "duration", Value: 5 * time.Second, Usage: "send phase"},
+			&cli.Float64Flag{Name: "rate", Value: 1500, Usage: "messages/s in total, each written to every connection of its room"},
+			&cli.IntFlag{Name: "coalesce", Value: 1, Usage: "frames per sender write (1: one write per frame and connection)"},
+			&cli.IntFlag{Name: "sender-cpu", Value: -1, Usage: "pin the sender process to this CPU with taskset (-1: do not)"},
+			&cli.StringFlag{Name: "json", Usage: "write the result to this file"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write the workers' CPU profiles to FILE.wN"},
+			&cli.DurationFlag{Name: "batch-wait", Usage: "pause between small epoll batches under load (default 500µs; negative: never)"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			r, err := SelfTest(ctx, SelfTestOptions{
+				Conns: c.Int("conns"), Rooms: c.Int("rooms"), Workers: c.Int("workers"), Duration: c.Duration("duration"),
+				Rate: c.Float64("rate"), Coalesce: c.Int("coalesce"), SenderCPU: c.Int("sender-cpu"), Progress: errWriter(c), CPUProfile: c.String("cpuprofile"),
+				BatchWait: c.Duration("batch-wait"),
+			})
+			if err != nil {
+				return fmt.Errorf("bench selftest: %w", err)
+			}
+			WriteSelfTest(outWriter(c), r)
+			if f := c.String("json"); f != "" {
+				b, err := json.MarshalIndent(r, "", "  ")
+				if err != nil {
+					return err
+				}
+				return os.WriteFile(f, append(b, '\n'), 0o644)
+			}
+			return nil
+		},
+	})
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "load a running chatd through its public API and measure it (start it with --set limits.send_rate=0)",
 		Description: "Scenarios: idle, fanout, chat, connect, durable, persist. Each creates its own users and rooms,\n" +
 			"prints progress once a second and a table at the end. Loopback targets only unless --allow-remote.",
-		Flags:       []cli.Flag{&cli.BoolFlag{Name: "worker", Hidden: true}},
+		Flags:       []cli.Flag{&cli.BoolFlag{Name: "worker", Hidden: true}, &cli.BoolFlag{Name: "sender", Hidden: true}},
 		Subcommands: subs,
 		Action: func(c *cli.Context) error {
 			if c.Bool("worker") {
 				return RunWorker(os.Stdin, os.Stdout)
+			}
+			if c.Bool("sender") {
+				return RunSender(os.Stdin, os.Stdout)
 			}
 			return cli.ShowSubcommandHelp(c)
 		},
@@ -92,6 +136,20 @@ var usage = map[string]string{
 	"persist": "durable sends at --rate (default 10,000/s) for --duration (default 60s) over --rooms; samples the store and index lag from /metrics, waits for it to reach 0, then checks every acked message is stored once",
 }
 
+func errWriter(c *cli.Context) io.Writer {
+	if c.App.ErrWriter != nil {
+		return c.App.ErrWriter
+	}
+	return os.Stderr
+}
+
+func outWriter(c *cli.Context) io.Writer {
+	if c.App.Writer != nil {
+		return c.App.Writer
+	}
+	return os.Stdout
+}
+
 func runCLI(c *cli.Context, scenario string) error {
 	o := Options{
 		Scenario: scenario, URL: c.String("url"), AllowRemote: c.Bool("allow-remote"),
@@ -100,7 +158,7 @@ func runCLI(c *cli.Context, scenario string) error {
 		MaxP99: c.Duration("max-p99"), MaxLoss: c.Float64("max-loss"), BodySize: c.Int("body-size"),
 		ConnsPerUser: c.Int("conns-per-user"), Concurrency: c.Int("concurrency"), MaxErrors: c.Int("max-errors"),
 		Drain: c.Duration("drain"), Settle: c.Duration("settle"), PID: c.Int("pid"), Workers: c.Int("workers"),
-		LagWait: c.Duration("lag-wait"), Sample: c.Duration("sample"), CPUProfile: c.String("cpuprofile"),
+		LagWait: c.Duration("lag-wait"), Sample: c.Duration("sample"), CPUProfile: c.String("cpuprofile"), BatchWait: c.Duration("batch-wait"),
 		Progress: c.App.ErrWriter,
 	}
 	if o.Progress == nil {

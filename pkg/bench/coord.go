@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +28,7 @@ type handle struct {
 	deadErr error
 	wait    func() error
 	stdin   io.Closer
+	pid     int // the child process; 0 in this process
 }
 
 // startWorker runs a worker: a child process re-executing this binary with
@@ -47,6 +51,7 @@ func startWorker(exe string) (*handle, error) {
 			return nil, fmt.Errorf("start worker: %w", err)
 		}
 		h.wait = cmd.Wait
+		h.pid = cmd.Process.Pid
 	} else {
 		inR, inW := io.Pipe()
 		outR, outW := io.Pipe()
@@ -150,6 +155,91 @@ func (p pool) close() {
 	wg.Wait()
 }
 
+// cpuSeconds is the CPU time (user and system) the worker processes have
+// used so far; ok is false when they run in this process or /proc is not
+// there.
+func (p pool) cpuSeconds() (secs float64, ok bool) {
+	for _, h := range p {
+		if h.pid == 0 {
+			return 0, false
+		}
+		s, err := procCPU(h.pid)
+		if err != nil {
+			return 0, false
+		}
+		secs += s
+	}
+	return secs, len(p) > 0
+}
+
+// procCPU reads utime+stime of /proc/PID/stat (clock ticks of 1/100 s, as
+// on every Linux this runs on).
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(b)
+}
+
+func parseStatCPU(b []byte) (float64, error) {
+	// The command name (field 2) may hold spaces; the fields after its
+	// closing parenthesis start at field 3 (state).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, errors.New("malformed stat")
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	st, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("malformed stat")
+	}
+	return float64(ut+st) / 100, nil
+}
+
+// startPool starts n workers (child processes unless inProcess) and hands
+// each its share of specs, round robin.
+func startPool(ctx context.Context, n int, inProcess bool, base string, specs []connSpec, o Options) (pool, error) {
+	exe := ""
+	if !inProcess {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	var p pool
+	for range n {
+		h, err := startWorker(exe)
+		if err != nil {
+			p.close()
+			return nil, err
+		}
+		p = append(p, h)
+	}
+	share := make([][]connSpec, n)
+	for i, s := range specs {
+		share[i%n] = append(share[i%n], s)
+	}
+	if _, err := p.all(ctx, func(i int) command {
+		c := command{Op: "init"}
+		c.Arg.Base, c.Arg.Conns, c.Arg.BodySize = base, share[i], o.BodySize
+		c.Arg.CollectAcks = o.Scenario == "durable" || o.Scenario == "persist"
+		c.Arg.BatchWait = o.BatchWait
+		if o.CPUProfile != "" && exe != "" {
+			c.Arg.CPUProfile = fmt.Sprintf("%s.w%d", o.CPUProfile, i)
+		}
+		return c
+	}); err != nil {
+		p.close()
+		return nil, err
+	}
+	return p, nil
+}
+
 // totals is every worker's stats added up.
 type totals struct {
 	Connected, ConnErrors int
@@ -157,6 +247,7 @@ type totals struct {
 	Dropped               int64
 	Members               map[string]int
 	Sent, Acked, SendErr  int64
+	Reads                 int64
 	ErrCodes              map[string]int64
 	AckedByRoom           map[string]int64
 	Tally                 Tally
@@ -183,6 +274,7 @@ func merge(rs []reply) totals {
 		t.Sent += s.Sent
 		t.Acked += s.Acked
 		t.SendErr += s.SendErrors
+		t.Reads += s.Reads
 		for k, v := range s.ErrCodes {
 			t.ErrCodes[k] += v
 		}

@@ -103,6 +103,11 @@ func (r *Result) notes() []string {
 				r.Store.Found, r.Store.Acked, r.Store.Missing, r.Store.Doubled, r.Store.DupSends, r.Store.Pages)
 		}
 	}
+	for i, s := range r.Steps {
+		if s.ToolCPU > 0.8 {
+			add("step %d: the load workers used %.2f CPUs; on one CPU the tool may have been the bottleneck", i+1, s.ToolCPU)
+		}
+	}
 	if r.Dropped > 0 {
 		add("%d connections closed by the server", r.Dropped)
 	}

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +18,12 @@ import (
 
 // Scenarios are the runs bench knows.
 var Scenarios = []string{"idle", "fanout", "chat", "connect", "durable", "persist"}
+
+// DefaultBatchWait is the receive loop's pause between small batches under
+// load: latencies can read up to this much high (1% of bar 2's 50 ms
+// bound), never low, and it halves the tool's CPU per frame when every
+// frame comes in its own read.
+const DefaultBatchWait = 500 * time.Microsecond
 
 // Options configure one run. Zero values take the scenario's defaults.
 type Options struct {
@@ -44,6 +49,7 @@ type Options struct {
 	LagWait      time.Duration // persist: most to wait after sending for the consumer lag to reach 0
 	Sample       time.Duration // persist: /metrics lag sampling interval
 	CPUProfile   string        // write CPU profiles: this file (coordinator) and FILE.wN (worker N)
+	BatchWait    time.Duration // receive: pause between small epoll batches under load (default 500µs; < 0: never)
 
 	PID       int  // server pid for VmRSS; 0: /metrics
 	Workers   int  // worker processes (0: one, in this process)
@@ -74,6 +80,12 @@ func (o *Options) defaults() error {
 	def(&o.BodySize, 100)
 	def(&o.ConnsPerUser, 32)
 	def(&o.Concurrency, 64)
+	if o.BatchWait == 0 {
+		o.BatchWait = DefaultBatchWait
+	}
+	if o.BatchWait > 5*time.Millisecond {
+		return errors.New("--batch-wait: at most 5ms")
+	}
 	defD(&o.Drain, 5*time.Second)
 	switch o.Scenario {
 	case "idle":
@@ -135,6 +147,8 @@ type Step struct {
 	Rate             float64 `json:"rate"`    // offered sends/s, total
 	Seconds          float64 `json:"seconds"` // send phase, or until the last delivery if later
 	SendSeconds      float64 `json:"send_seconds"`
+	ToolCPU          float64 `json:"tool_cpu,omitempty"` // CPUs the worker processes used over the step (1: one whole CPU)
+	FramesPerRead    float64 `json:"frames_per_read,omitempty"`
 	Sent             int64   `json:"sent"`
 	Acked            int64   `json:"acked"`
 	SendErrors       int64   `json:"send_errors"`
@@ -217,37 +231,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// Workers.
 	nw := max(o.Workers, 1)
-	exe := ""
-	if o.Workers > 0 && !o.InProcess {
-		if exe, err = os.Executable(); err != nil {
-			return nil, err
-		}
-	}
 	res.Workers = nw
-	var p pool
-	defer func() { p.close() }()
-	for range nw {
-		h, err := startWorker(exe)
-		if err != nil {
-			return nil, err
-		}
-		p = append(p, h)
-	}
-	share := make([][]connSpec, nw)
-	for i, s := range specs {
-		share[i%nw] = append(share[i%nw], s)
-	}
-	if _, err := p.all(ctx, func(i int) command {
-		c := command{Op: "init"}
-		c.Arg.Base, c.Arg.Conns, c.Arg.BodySize = base, share[i], o.BodySize
-		c.Arg.CollectAcks = o.Scenario == "durable" || o.Scenario == "persist"
-		if o.CPUProfile != "" && exe != "" {
-			c.Arg.CPUProfile = fmt.Sprintf("%s.w%d", o.CPUProfile, i)
-		}
-		return c
-	}); err != nil {
+	p, err := startPool(ctx, nw, o.Workers == 0 || o.InProcess, base, specs, o)
+	if err != nil {
 		return nil, err
 	}
+	defer p.close()
 
 	rssBefore, haveRSS := a.rss(ctx, o.PID)
 	if !haveRSS {
@@ -464,6 +453,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	}
 	before := merge(mustStats(ctx, p)).Dropped
 	say("step %d: %.0f sends/s from %d publishers for %s", step, rate, pubs, o.Duration)
+	cpu0, haveCPU := p.cpuSeconds()
 	start := time.Now()
 	var last int64
 	lastT := start
@@ -518,13 +508,19 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	// to the last one that came while draining if the server fell behind.
 	s.Seconds = max(sendTime, lastProgress.Sub(start)).Seconds()
 	s.SendSeconds = sendTime.Seconds()
+	if t.Reads > 0 {
+		s.FramesPerRead = float64(t.Tally.Received+t.Acked) / float64(t.Reads)
+	}
+	if cpu1, ok := p.cpuSeconds(); ok && haveCPU {
+		s.ToolCPU = (cpu1 - cpu0) / time.Since(start).Seconds()
+	}
 	s.DeliveriesPerSec = float64(t.Tally.Unique) / s.Seconds
 	if unacked := t.Sent - t.Acked - t.SendErr; unacked > 0 {
 		s.SendErrors += unacked // never answered: count as failed
 		t.ErrCodes["unanswered"] += unacked
 	}
-	say("step %d done: %.0f deliveries/s  lost %d  dup %d  reordered %d  p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms",
-		step, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max)
+	say("step %d done: %.0f deliveries/s  lost %d  dup %d  reordered %d  p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms  tool CPU %.2f  frames/read %.2f",
+		step, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.ToolCPU, s.FramesPerRead)
 	out.Step, out.codes, out.dropped = s, t.ErrCodes, t.Dropped-before
 	return out, nil
 }

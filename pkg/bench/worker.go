@@ -49,6 +49,7 @@ type command struct {
 		BodySize    int           `json:"body_size,omitempty"`
 		CollectAcks bool          `json:"collect_acks,omitempty"`
 		CPUProfile  string        `json:"cpu_profile,omitempty"`
+		BatchWait   time.Duration `json:"batch_wait,omitempty"` // < 0: none
 		Concurrency int           `json:"concurrency,omitempty"`
 		MaxErrors   int           `json:"max_errors,omitempty"` // connect stops past this many errors; < 0: never
 		Step        int           `json:"step,omitempty"`
@@ -90,6 +91,7 @@ type wstats struct {
 	Tally        Tally            `json:"tally"`
 	Lat          string           `json:"lat,omitempty"`
 	AckLat       string           `json:"ack_lat,omitempty"`
+	Reads        int64            `json:"reads"`
 }
 
 // rxState is what the receive path accounts, since the last reset. Guarded
@@ -98,6 +100,7 @@ type rxState struct {
 	step                                   int
 	received, unique, dups, reorders, late int64
 	acked, sendErr                         int64
+	reads                                  int64 // socket reads that carried data
 	lat, ackLat                            *hdrhistogram.Histogram
 	errCodes, ackedByRoom                  map[string]int64
 	acks                                   []ackRec
@@ -131,6 +134,7 @@ type worker struct {
 	bodySize    int
 	collectAcks bool
 	prof        *os.File
+	batchWait   time.Duration
 
 	mu          sync.Mutex
 	conns       []*rconn
@@ -178,6 +182,7 @@ func RunWorker(in io.Reader, out io.Writer) error {
 				continue
 			}
 			w.base, w.u, w.specs, w.bodySize, w.collectAcks = c.Arg.Base, u, c.Arg.Conns, c.Arg.BodySize, c.Arg.CollectAcks
+			w.batchWait = c.Arg.BatchWait
 			if c.Arg.CPUProfile != "" {
 				f, err := os.Create(c.Arg.CPUProfile)
 				if err == nil {
@@ -256,7 +261,7 @@ func (w *worker) stats() *wstats {
 	w.rxMu.Lock()
 	st := w.rx
 	s.Dropped = w.dropped
-	s.Acked, s.SendErrors = st.acked, st.sendErr
+	s.Acked, s.SendErrors, s.Reads = st.acked, st.sendErr, st.reads
 	s.Tally = Tally{Received: st.received, Unique: st.unique, Dups: st.dups, Reorders: st.reorders, Late: st.late}
 	s.Lat, s.AckLat = encodeHist(st.lat), encodeHist(st.ackLat)
 	s.ErrCodes = copyCounts(st.errCodes)
@@ -388,6 +393,9 @@ func (w *worker) onData(c *rconn, data []byte, now time.Time) {
 		return
 	}
 	st := w.rx
+	if len(data) > 0 {
+		st.reads++
+	}
 	err := c.feed(data, func(op byte, p []byte) {
 		if op == opText {
 			w.handle(st, c, p, now)
