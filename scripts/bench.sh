@@ -1,46 +1,71 @@
 #!/usr/bin/env bash
-# Runs every `chatd bench` scenario against a freshly started chatd on an
-# empty data dir and prints one table. The server is pinned to CPU 0 and the
-# load to CPU 1 (taskset) when the machine has two CPUs or more. Send and
-# login limits are off on this server (a benchmark sends far faster than one
-# person). Sizes can be changed through the environment, e.g.
-#   IDLE_CONNS=2000 FANOUT_CONNS=2000 scripts/bench.sh
-# Results (one JSON file per scenario) stay in $BENCH_OUT.
+# Runs every `chatd bench` scenario, each against a freshly started chatd on
+# an empty data dir, then the read benchmarks (scripts/bench-reads.sh, if
+# present), and prints the scenario table and one table of issue 6's bars
+# (target, measured, PASS/FAIL) with the machine and the exact commands.
+#
+# The server is pinned to CPU 0 and the load to CPU 1 (taskset) when the
+# machine has two CPUs or more. Send and login limits are off on the server
+# (a benchmark sends far faster than one person). Traffic goes to 127.0.0.1
+# only. Every scenario runs under `timeout`, and the whole script under a
+# budget (BENCH_BUDGET seconds, default 1080 = 18 min): a scenario that
+# would start past it is skipped and shows as NOT RUN.
+#
+# Sizes are the bars' and can be lowered through the environment while
+# developing, e.g.
+#   IDLE_CONNS=500 FANOUT_CONNS=500 FANOUT_RATES=5,10 PERSIST_DURATION=5s BENCH_SKIP_READS=1 scripts/bench.sh
+# (a smaller run cannot pass bars 1, 2 and 4: the table checks the shape).
+#   BENCH_SKIP_READS=1        do not run scripts/bench-reads.sh
+#   BENCH_ONLY="idle fanout"  run only these (of: ready idle fanout chat connect durable persist selftest reads)
+# Results (one JSON file per scenario, server logs) stay in $BENCH_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT=${BENCH_PORT:-18080}
-WORKERS=${BENCH_WORKERS:-2}              # load processes (each holds at most its share of the <= 20,000 open files)
-IDLE_CONNS=${IDLE_CONNS:-10000}
-FANOUT_CONNS=${FANOUT_CONNS:-10000}
-FANOUT_ROOMS=${FANOUT_ROOMS:-100}
-FANOUT_RATE=${FANOUT_RATE:-50}           # sends/s of the first step (x100 members = deliveries/s)
-FANOUT_FACTOR=${FANOUT_FACTOR:-2}
-FANOUT_STEPS=${FANOUT_STEPS:-7}
+WORKERS=${BENCH_WORKERS:-2}                  # load processes (each holds at most its share of the <= 20,000 open files)
+IDLE_CONNS=${IDLE_CONNS:-10000}              # bar 1
+FANOUT_CONNS=${FANOUT_CONNS:-10000}          # bar 2: 10,000 connections
+FANOUT_ROOMS=${FANOUT_ROOMS:-100}            #        in 100 rooms of 100
+FANOUT_RATES=${FANOUT_RATES:-250,500,1000,1600,2400,3200}  # sends/s per step (x100 members = deliveries/s); 1600 is the first over 150,000
 CHAT_CONNS=${CHAT_CONNS:-2000}
 CONNECT_CONNS=${CONNECT_CONNS:-5000}
-DURABLE_RATE=${DURABLE_RATE:-2000}
-DURATION=${BENCH_DURATION:-5s}
+DURABLE_RATE=${DURABLE_RATE:-2000}           # bar 3
+DURABLE_DURATION=${DURABLE_DURATION:-10s}
+PERSIST_RATE=${PERSIST_RATE:-10000}          # bar 4
+PERSIST_DURATION=${PERSIST_DURATION:-60s}
+PERSIST_ROOMS=${PERSIST_ROOMS:-100}
+DURATION=${BENCH_DURATION:-5s}               # each fanout step, chat
+BUDGET=${BENCH_BUDGET:-1080}
+READS_TIMEOUT=${BENCH_READS_TIMEOUT:-420}
+ONLY=${BENCH_ONLY:-ready idle fanout chat connect durable persist selftest reads}
 BENCH_OUT=${BENCH_OUT:-$(mktemp -d /tmp/chatd-bench.XXXXXX)}
 mkdir -p "$BENCH_OUT"
+export BENCH_OUT
 
-SERVER_CPU=() LOAD_CPU=()
+T0=$(date +%s)
+SERVER_CPU=() LOAD_CPU=() SENDER_CPU=-1
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
-	SERVER_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1)
+	SERVER_CPU=(taskset -c 0) LOAD_CPU=(taskset -c 1) SENDER_CPU=0
 fi
+COMMANDS=()
+note_cmd() { COMMANDS+=("$*"); echo "+ $*"; }
+want() { [[ " $ONLY " == *" $1 "* ]]; }
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
 
-busy() {
+machine() {
+	echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || uname -m), $(uname -srm)"
+	echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min)"
+	echo "go: $(go version | cut -d' ' -f3-), chatd: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
 	local load
 	load=$(cut -d' ' -f1 /proc/loadavg)
-	echo "load average $load on $(nproc) CPUs"
-	if awk -v l="$load" 'BEGIN { exit !(l > 1.5) }'; then
+	if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n * 0.75) }'; then
 		echo "WARNING: the machine is busy with other work; pinning does not give chatd or the load a CPU of its own, so these figures understate chatd"
 	fi
 }
-busy
+machine | tee "$BENCH_OUT/machine-before.txt"
 
 BIN=$BENCH_OUT/chatd
-echo "+ go build -o $BIN ./cmd/chatd"
+note_cmd go build -o "$BIN" ./cmd/chatd
 go build -o "$BIN" ./cmd/chatd
 
 URL=http://127.0.0.1:$PORT
@@ -48,21 +73,23 @@ SERVER_PID=
 stop_server() {
 	if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
 		kill "$SERVER_PID"
+		# Bounded: 30 s for a clean stop, then SIGKILL.
+		for _ in $(seq 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$SERVER_PID" 2>/dev/null || true
 		wait "$SERVER_PID" 2>/dev/null || true
 	fi
 	SERVER_PID=
 }
 trap stop_server EXIT
 
+SERVE_ARGS=(--set limits.send_rate=0 --set limits.login_rate=0 --set gateway.max_conns_per_user=1000 --set log.level=warn)
 # start_server DIR: starts chatd on an empty data dir; READY_MS is the time until /healthz answered.
 start_server() {
 	local dir=$1 t0 t1
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	t0=$(date +%s%N)
-	"${SERVER_CPU[@]}" "$BIN" serve --data-dir "$dir" --http-addr "127.0.0.1:$PORT" \
-		--set limits.send_rate=0 --set limits.login_rate=0 --set gateway.max_conns_per_user=1000 \
-		--set log.level=warn >>"$BENCH_OUT/server.log" 2>&1 &
+	"${SERVER_CPU[@]}" "$BIN" serve --data-dir "$dir" --http-addr "127.0.0.1:$PORT" "${SERVE_ARGS[@]}" >>"$BENCH_OUT/server.log" 2>&1 &
 	SERVER_PID=$!
 	until curl -sf -o /dev/null "$URL/healthz"; do
 		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -79,38 +106,100 @@ start_server() {
 	READY_MS=$(( (t1 - t0) / 1000000 ))
 }
 
-echo "== time to ready (chatd serve on an empty data dir until /healthz answers), 5 runs"
 READY=()
-for i in 1 2 3 4 5; do
-	start_server "$BENCH_OUT/ready$i"
-	READY+=("$READY_MS")
+if want ready; then
+	echo "== time to ready (chatd serve on an empty data dir until /healthz answers), 5 runs"
+	note_cmd "${SERVER_CPU[*]} $BIN serve --data-dir DIR --http-addr 127.0.0.1:$PORT ${SERVE_ARGS[*]}   (x5, until /healthz answers)"
+	for i in 1 2 3 4 5; do
+		start_server "$BENCH_OUT/ready$i"
+		READY+=("$READY_MS")
+		stop_server
+		rm -rf "$BENCH_OUT/ready$i"
+	done
+	echo "ready in ms: ${READY[*]}"
+fi
+
+# scenario NAME CAP_SECONDS ARGS...: a fresh server, the scenario on the load
+# CPU under timeout (its cap, or what is left of the budget), the server
+# stopped again.
+scenario() {
+	local name=$1 cap=$2 t
+	shift 2
+	want "$name" || return 0
+	t=$(left)
+	if [ "$t" -lt 30 ]; then
+		echo "== $name: skipped, the ${BUDGET}s budget is spent"
+		return 0
+	fi
+	t=$(( cap < t ? cap : t ))
+	echo "== $name (fresh server, at most ${t}s)"
+	start_server "$BENCH_OUT/data-$name"
+	note_cmd "${LOAD_CPU[*]} timeout ${t}s $BIN bench $name --url $URL --pid $SERVER_PID --conns-per-user 1000 --json $BENCH_OUT/$name.json $*"
+	if ! "${LOAD_CPU[@]}" timeout --kill-after=10s "${t}s" "$BIN" bench "$name" --url "$URL" --pid "$SERVER_PID" --conns-per-user 1000 \
+		--json "$BENCH_OUT/$name.json" "$@"; then
+		echo "!! $name failed or ran out of time (see above); it shows as NOT RUN"
+		rm -f "$BENCH_OUT/$name.json"
+	fi
 	stop_server
-	rm -rf "$BENCH_OUT/ready$i"
-done
-echo "ready in ms: ${READY[*]}"
-
-echo "== server: ${SERVER_CPU[*]} $BIN serve --data-dir $BENCH_OUT/data --http-addr 127.0.0.1:$PORT --set limits.send_rate=0 --set limits.login_rate=0 --set gateway.max_conns_per_user=1000"
-start_server "$BENCH_OUT/data"
-echo "server pid $SERVER_PID"
-
-run() {
-	local name=$1
-	shift
-	echo "+ ${LOAD_CPU[*]} chatd bench $name --url $URL --pid $SERVER_PID $*"
-	"${LOAD_CPU[@]}" "$BIN" bench "$name" --url "$URL" --pid "$SERVER_PID" --conns-per-user 1000 \
-		--json "$BENCH_OUT/$name.json" "$@"
+	rm -rf "$BENCH_OUT/data-$name"
 }
 
-run idle --conns "$IDLE_CONNS" --rooms 100 --workers "$WORKERS" --duration 10s --settle 5s
-run fanout --conns "$FANOUT_CONNS" --rooms "$FANOUT_ROOMS" --workers "$WORKERS" --duration "$DURATION" \
-	--rate "$FANOUT_RATE" --rate-factor "$FANOUT_FACTOR" --steps "$FANOUT_STEPS" --max-p99 50ms
-run chat --conns "$CHAT_CONNS" --room-size 5 --rate "$CHAT_CONNS" --duration "$DURATION" --workers "$WORKERS"
-run connect --conns "$CONNECT_CONNS" --rooms 100 --concurrency 64 --workers "$WORKERS"
-run durable --conns 20 --rate "$DURABLE_RATE" --duration "$DURATION"
+scenario idle 240 --conns "$IDLE_CONNS" --rooms 100 --workers "$WORKERS" --settle 5s --duration 8s
+scenario fanout 420 --conns "$FANOUT_CONNS" --rooms "$FANOUT_ROOMS" --body-size 100 --workers "$WORKERS" \
+	--duration "$DURATION" --rates "$FANOUT_RATES" --max-p99 50ms --max-loss 0
+scenario chat 180 --conns "$CHAT_CONNS" --room-size 5 --rate "$CHAT_CONNS" --duration "$DURATION" --workers "$WORKERS"
+scenario connect 180 --conns "$CONNECT_CONNS" --rooms 100 --concurrency 64 --workers "$WORKERS"
+scenario durable 150 --conns 20 --rate "$DURABLE_RATE" --duration "$DURABLE_DURATION" --workers 1
+scenario persist 330 --conns "$PERSIST_ROOMS" --rooms "$PERSIST_ROOMS" --rate "$PERSIST_RATE" --duration "$PERSIST_DURATION" \
+	--lag-wait 60s --workers 1
+
+if want selftest && [ "$(left)" -ge 30 ]; then
+	echo "== selftest: the tool's own receive capacity against a trivial local sender (no chatd)"
+	note_cmd "${LOAD_CPU[*]} $BIN bench selftest --conns $FANOUT_CONNS --rooms $FANOUT_ROOMS --rate 1500 --duration 5s --workers $WORKERS --sender-cpu $SENDER_CPU --json $BENCH_OUT/selftest.json"
+	"${LOAD_CPU[@]}" timeout --kill-after=10s 120s "$BIN" bench selftest --conns "$FANOUT_CONNS" --rooms "$FANOUT_ROOMS" --rate 1500 \
+		--duration 5s --workers "$WORKERS" --sender-cpu "$SENDER_CPU" --json "$BENCH_OUT/selftest.json" ||
+		echo "!! selftest failed"
+fi
+
+# Bar 5: scripts/bench-reads.sh (seeds its own store and measures latest-50
+# and search); it gets BENCH_OUT, BENCH_BIN, BENCH_PORT and the CPU pinning,
+# prints its own figures and may leave $BENCH_OUT/reads.json (fields: see
+# ReadsResult in pkg/bench/bars.go) for the bar table.
+if want reads; then
+	if [ "${BENCH_SKIP_READS:-0}" = 1 ]; then
+		echo "== reads: skipped (BENCH_SKIP_READS=1)"
+	elif [ ! -f scripts/bench-reads.sh ]; then
+		echo "== reads: scripts/bench-reads.sh does not exist yet; bar 5 shows as NOT RUN"
+	elif [ "$(left)" -lt 30 ]; then
+		echo "== reads: skipped, the ${BUDGET}s budget is spent"
+	else
+		t=$(left)
+		t=$(( READS_TIMEOUT < t ? READS_TIMEOUT : t ))
+		echo "== reads (scripts/bench-reads.sh, at most ${t}s)"
+		note_cmd "BENCH_OUT=$BENCH_OUT BENCH_BIN=$BIN BENCH_PORT=$PORT timeout ${t}s bash scripts/bench-reads.sh"
+		BENCH_BIN=$BIN BENCH_PORT=$PORT BENCH_SERVER_CPU="${SERVER_CPU[*]}" BENCH_LOAD_CPU="${LOAD_CPU[*]}" \
+			timeout --kill-after=10s "${t}s" bash scripts/bench-reads.sh 2>&1 | tee "$BENCH_OUT/reads.log" ||
+			echo "!! bench-reads.sh failed or ran out of time"
+	fi
+fi
 
 stop_server
 echo
-busy
-echo "== results ($(nproc) CPUs, $(uname -m), $(go version | cut -d' ' -f3)); chatd serve ready in ms: ${READY[*]}"
-"$BIN" bench table "$BENCH_OUT"/{idle,fanout,chat,connect,durable}.json
-echo "(JSON in $BENCH_OUT)"
+echo "== results"
+machine | tee "$BENCH_OUT/machine-after.txt"
+echo "total bench.sh time: $(( $(date +%s) - T0 ))s"
+RESULTS=()
+for s in idle fanout chat connect durable persist; do
+	[ -f "$BENCH_OUT/$s.json" ] && RESULTS+=("$BENCH_OUT/$s.json")
+done
+echo
+if [ ${#RESULTS[@]} -gt 0 ]; then
+	"$BIN" bench table "${RESULTS[@]}"
+	echo
+fi
+READY_LIST=$(IFS=,; echo "${READY[*]:-}")
+"$BIN" bench bars --ready-ms "$READY_LIST" --reads "$BENCH_OUT/reads.json" --selftest "$BENCH_OUT/selftest.json" "${RESULTS[@]}"
+echo
+echo "commands (server: ${SERVER_CPU[*]:-unpinned}; load: ${LOAD_CPU[*]:-unpinned}):"
+printf '  %s\n' "${COMMANDS[@]}"
+echo "(JSON and server.log in $BENCH_OUT)"

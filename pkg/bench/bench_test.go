@@ -276,3 +276,49 @@ func BenchmarkReceive(b *testing.B) {
 		b.Fatal("nothing accounted")
 	}
 }
+
+func TestBars(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	good := []*Result{
+		{Scenario: "idle", Conns: 10000, Connected: 10000, RSSBefore: 50 << 20, RSSAfter: 150 << 20, RSSPerConn: 10 * 1024},
+		{Scenario: "fanout", Conns: 10000, Rooms: 100, BodySize: 100, Connected: 10000, LastGood: 1, Steps: []Step{
+			{Rate: 1000, OK: true, DeliveriesPerSec: 100000, Latency: Latency{P99: 5}},
+			{Rate: 1600, OK: true, DeliveriesPerSec: 159000, Latency: Latency{P99: 20}},
+			{Rate: 2400, Broke: "p99 80ms >= 50ms", DeliveriesPerSec: 200000, Latency: Latency{P99: 80}}}},
+		{Scenario: "durable", LastGood: 0, Steps: []Step{{Rate: 2000, OK: true, Sent: 20000, Acked: 20000, SendSeconds: 10,
+			AckLatency: Latency{Count: 20000, P99: 4}}}, Store: &StoreCheck{Acked: 20000, Found: 20000}},
+		{Scenario: "persist", LastGood: 0, Steps: []Step{{Rate: 10000, OK: true, Acked: 600000, SendSeconds: 60}},
+			Store:   &StoreCheck{Acked: 600000, Found: 600000},
+			Persist: &Persist{OfferedRate: 10000, AckedRate: 10000, CaughtUp: true, SinkWritten: map[string]int64{"store": 600000},
+				Lag: map[string]*LagStat{"store": {MaxSeconds: 0.5}, "index": {MaxSeconds: 1.9}}}},
+	}
+	reads := &ReadsResult{LatestP99MS: f(1.5), LatestMessages: 10_000_000, SearchP99MS: f(30), SearchMessages: 1_000_000}
+	self := &SelfTestResult{FramesPerCPUSecond: 200000, Unique: 10, Reads: 10}
+	rows := Bars(good, []float64{150, 900}, reads, self)
+	if len(rows) != 7 {
+		t.Fatalf("%d rows", len(rows))
+	}
+	for _, r := range rows {
+		if r.Verdict != "PASS" {
+			t.Errorf("%s: %s (%s)", r.Bar, r.Verdict, r.Measured)
+		}
+	}
+	if !strings.Contains(rows[1].Measured, "159000 deliveries/s") {
+		t.Errorf("fanout row: %s", rows[1].Measured)
+	}
+	// The same figures from runs of the wrong shape, or missing, do not pass.
+	good[0].Connected = 9000
+	good[1].Rooms = 10
+	good[3].Persist.Lag["index"].MaxSeconds = 2.5
+	rows = Bars(good[:4], []float64{1200}, nil, nil)
+	want := []string{"FAIL", "FAIL", "PASS", "FAIL", "NOT RUN", "FAIL", "NOT RUN"}
+	for i, r := range rows {
+		if r.Verdict != want[i] {
+			t.Errorf("%s: %s, want %s (%s)", r.Bar, r.Verdict, want[i], r.Measured)
+		}
+	}
+	var b strings.Builder
+	if err := WriteBars(&b, rows); err != nil || !strings.Contains(b.String(), "NOT RUN") {
+		t.Errorf("table: %v\n%s", err, b.String())
+	}
+}

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +27,7 @@ func Command() *cli.Command {
 		&cli.IntFlag{Name: "room-size", Usage: "chat: connections per room (default 5)"},
 		&cli.DurationFlag{Name: "duration", Usage: "hold (idle), send phase (chat, durable), each step (fanout)"},
 		&cli.Float64Flag{Name: "rate", Usage: "total sends/s (fanout: of the first step)"},
+		&cli.StringFlag{Name: "rates", Usage: "fanout: comma-separated total sends/s of each step, e.g. 250,500,1000,1600 (instead of --rate, --rate-factor, --steps)"},
 		&cli.Float64Flag{Name: "rate-factor", Usage: "fanout: rate multiplier per step (default 2)"},
 		&cli.IntFlag{Name: "steps", Usage: "fanout: most rate steps (default 4)"},
 		&cli.DurationFlag{Name: "max-p99", Usage: "fanout: delivery p99 bound (default 50ms)"},
@@ -69,6 +72,53 @@ func Command() *cli.Command {
 				all = append(all, rs...)
 			}
 			return WriteTable(c.App.Writer, all)
+		},
+	})
+	subs = append(subs, &cli.Command{
+		Name:      "bars",
+		Usage:     "check the bars of issue 6 against the JSON of a bench.sh run and print PASS/FAIL per bar",
+		ArgsUsage: "RESULT.json...",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "ready-ms", Usage: "comma-separated times to ready of chatd serve, in ms (bar 6)"},
+			&cli.StringFlag{Name: "reads", Usage: "reads.json of scripts/bench-reads.sh (bar 5)"},
+			&cli.StringFlag{Name: "selftest", Usage: "JSON of chatd bench selftest (the tool's own capacity)"},
+		},
+		Action: func(c *cli.Context) error {
+			var all []*Result
+			for _, f := range c.Args().Slice() {
+				rs, err := ReadJSON(f)
+				if err != nil {
+					return err
+				}
+				all = append(all, rs...)
+			}
+			var ready []float64
+			for _, f := range strings.FieldsFunc(c.String("ready-ms"), func(r rune) bool { return r == ',' || r == ' ' }) {
+				v, err := strconv.ParseFloat(f, 64)
+				if err != nil {
+					return fmt.Errorf("--ready-ms: %v", err)
+				}
+				ready = append(ready, v)
+			}
+			var reads *ReadsResult
+			if f := c.String("reads"); f != "" {
+				if _, err := os.Stat(f); err == nil {
+					reads = &ReadsResult{}
+					if err := readJSONFile(f, reads); err != nil {
+						return err
+					}
+				}
+			}
+			var self *SelfTestResult
+			if f := c.String("selftest"); f != "" {
+				if _, err := os.Stat(f); err == nil {
+					self = &SelfTestResult{}
+					if err := readJSONFile(f, self); err != nil {
+						return err
+					}
+				}
+			}
+			return WriteBars(outWriter(c), Bars(all, ready, reads, self))
 		},
 	})
 	subs = append(subs, &cli.Command{
@@ -163,6 +213,13 @@ func runCLI(c *cli.Context, scenario string) error {
 	}
 	if o.Progress == nil {
 		o.Progress = os.Stderr
+	}
+	for _, f := range strings.FieldsFunc(c.String("rates"), func(r rune) bool { return r == ',' || r == ' ' }) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return fmt.Errorf("--rates: %v", err)
+		}
+		o.Rates = append(o.Rates, v)
 	}
 	if f := o.CPUProfile; f != "" {
 		pf, err := os.Create(f)

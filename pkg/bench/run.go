@@ -37,6 +37,7 @@ type Options struct {
 	Duration     time.Duration // hold (idle), send phase (chat, durable), each step (fanout)
 	Rate         float64       // total sends/s (fanout: of the first step)
 	RateFactor   float64       // fanout: rate multiplier per step
+	Rates        []float64     // fanout: the total sends/s of each step (instead of Rate, RateFactor, Steps)
 	Steps        int           // fanout: most steps
 	MaxP99       time.Duration // fanout: a step with a larger delivery p99 breaks the bound
 	MaxLoss      float64       // fanout: a step losing more than this fraction breaks the bound
@@ -101,6 +102,14 @@ func (o *Options) defaults() error {
 		defF(&o.RateFactor, 2)
 		def(&o.Steps, 4)
 		defD(&o.MaxP99, 50*time.Millisecond)
+		if len(o.Rates) > 0 {
+			o.Steps = len(o.Rates)
+			for i, r := range o.Rates {
+				if r <= 0 || (i > 0 && r <= o.Rates[i-1]) {
+					return errors.New("--rates: positive and increasing")
+				}
+			}
+		}
 	case "chat":
 		def(&o.Conns, 500)
 		def(&o.RoomSize, 5)
@@ -309,6 +318,9 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	case "fanout":
 		rate := o.Rate
 		for i := range o.Steps {
+			if len(o.Rates) > 0 {
+				rate = o.Rates[i]
+			}
 			st, err := runStep(ctx, p, i+1, rate, pubs, o, say)
 			res.mergeCodes(st.codes)
 			if err != nil {
@@ -316,8 +328,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			}
 			s := st.Step
 			var why []string
-			if s.Latency.P99 > float64(o.MaxP99)/float64(time.Millisecond) {
-				why = append(why, fmt.Sprintf("p99 %.1fms > %s", s.Latency.P99, o.MaxP99))
+			if s.Latency.P99 >= float64(o.MaxP99)/float64(time.Millisecond) {
+				why = append(why, fmt.Sprintf("p99 %.1fms >= %s", s.Latency.P99, o.MaxP99))
 			}
 			if s.Tally.Expected > 0 && float64(s.Lost) > o.MaxLoss*float64(s.Tally.Expected) {
 				why = append(why, fmt.Sprintf("lost %d of %d", s.Lost, s.Tally.Expected))
