@@ -2,7 +2,9 @@
 -- looked up in docs for its room and ranked with bm25, so a common word cost
 -- a full scan of its matches and a lookup each (0.6-2 s over a million
 -- messages). Now the room and author filters are inside the full-text index
--- and search ranks only the newest matches (see Search.Search):
+-- and search ranks only the newest matches (see Search.Search); docs stays for
+-- a search in many rooms that also leaves many out, where an OR of that many
+-- rooms' words costs more than checking each match's room:
 --
 -- words       the message's words (chat.SearchWords joined by spaces), as before;
 -- room_words  the same words, each prefixed by "<n>x" where n is the room's
@@ -36,4 +38,3 @@ INSERT INTO search_fts (rowid, words, room_words, author)
 	FROM messages m JOIN rooms r ON r.room_id = m.room_id ORDER BY m.id;
 
 DROP TABLE messages_fts;
-DROP TABLE docs;

@@ -35,10 +35,12 @@ const maxSearchOffset = 10000
 // older matches follow, newest first.
 const rankWindow = 1000
 
-// roomsPerQuery bounds the rooms one full-text query ORs together: FTS5
-// steps every branch of an OR for each match, so a search in more rooms is
-// split into several queries whose results are merged.
-const roomsPerQuery = 32
+// roomsPerQuery bounds the rooms one full-text query ORs together (the
+// rooms asked for, or those left out): each is one more term per query
+// word, and FTS5 opens every term in every segment of the index and steps
+// every branch of an OR for each match. Beyond it, search matches all rooms
+// and checks each match's room in docs.
+var roomsPerQuery = 64
 
 // Search is the search index of the index and query roles: history by time
 // range and full-text search on SQLite FTS5.
@@ -49,8 +51,10 @@ type Search struct {
 	mu    sync.Mutex
 	rooms map[chat.ID]int64
 	// Read statements, prepared once; the query text is a parameter.
-	count, window, tail [2]*sql.Stmt // [1]: with the exact time filter
-	insert, insertFTS   insertStmts
+	// Indexed [docs filter][exact time filter].
+	count, tail       [2][2]*sql.Stmt
+	insert, insertFTS insertStmts
+	insertDocs        insertStmts
 }
 
 var _ chat.SearchIndex = (*Search)(nil)
@@ -92,11 +96,14 @@ func roomWords(n int64, words []string) string {
 	return b.String()
 }
 
-const ftsFilter = ` FROM search_fts WHERE search_fts MATCH ?1 AND search_fts.rowid >= ?2 AND search_fts.rowid < ?3`
+const ftsFrom = ` FROM search_fts WHERE search_fts MATCH :match AND search_fts.rowid >= :lo AND search_fts.rowid < :hi`
+
+// docsFilter keeps the matches in the rooms of the JSON array :rooms.
+const docsFilter = ` AND EXISTS (SELECT 1 FROM docs d WHERE d.id = search_fts.rowid AND d.room_id IN (SELECT value FROM json_each(:rooms)))`
 
 // exactTime checks created_at for matches whose ID millisecond is in the
 // range; only queries with a time range use it.
-const exactTime = ` AND EXISTS (SELECT 1 FROM messages x WHERE x.id = search_fts.rowid AND x.created_at >= ?4 AND x.created_at < ?5)`
+const exactTime = ` AND EXISTS (SELECT 1 FROM messages x WHERE x.id = search_fts.rowid AND x.created_at >= :tlo AND x.created_at < :thi)`
 
 // OpenSearch opens the search database at path, creating and migrating it as
 // needed.
@@ -116,25 +123,26 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 		d.close()
 		return nil, fmt.Errorf("open search: %w", err)
 	}
-	for i, time := range []string{"", exactTime} {
-		// LIMIT and OFFSET are numbered after the time bounds, which only
-		// the [1] statements have.
-		lim, off := "?4", "?5"
-		if time != "" {
-			lim, off = "?6", "?7"
-		}
-		for _, p := range []struct {
-			st  **sql.Stmt
-			sql string
-		}{
-			{&s.count[i], `SELECT count(*)` + ftsFilter + time},
-			// bm25's weights: the author column holds no words.
-			{&s.window[i], `SELECT search_fts.rowid, bm25(search_fts, 1, 1, 0)` + ftsFilter + time + ` ORDER BY search_fts.rowid DESC LIMIT ` + lim},
-			{&s.tail[i], `SELECT search_fts.rowid` + ftsFilter + time + ` ORDER BY search_fts.rowid DESC LIMIT ` + lim + ` OFFSET ` + off},
-		} {
-			if *p.st, err = d.r.PrepareContext(ctx, p.sql); err != nil {
-				s.Close()
-				return nil, fmt.Errorf("open search: %w", err)
+	if s.insertDocs, err = d.prepareInserts(ctx, func(n int) string {
+		return "INSERT INTO docs (id, room_id, user_id) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?),", n), ",")
+	}); err != nil {
+		d.close()
+		return nil, fmt.Errorf("open search: %w", err)
+	}
+	for i, docs := range []string{"", docsFilter} {
+		for j, time := range []string{"", exactTime} {
+			where := ftsFrom + docs + time
+			for _, p := range []struct {
+				st  **sql.Stmt
+				sql string
+			}{
+				{&s.count[i][j], `SELECT count(*)` + where},
+				{&s.tail[i][j], `SELECT search_fts.rowid` + where + ` ORDER BY search_fts.rowid DESC LIMIT :lim OFFSET :off`},
+			} {
+				if *p.st, err = d.r.PrepareContext(ctx, p.sql); err != nil {
+					s.Close()
+					return nil, fmt.Errorf("open search: %w", err)
+				}
 			}
 		}
 	}
@@ -144,8 +152,8 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 // Close closes the database.
 func (s *Search) Close() error {
 	var errs []error
-	for _, sts := range [][2]*sql.Stmt{s.count, s.window, s.tail} {
-		for _, st := range sts {
+	for _, sts := range [][2][2]*sql.Stmt{s.count, s.tail} {
+		for _, st := range slices.Concat(sts[0][:], sts[1][:]) {
 			if st != nil {
 				errs = append(errs, st.Close())
 			}
@@ -211,6 +219,13 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 			args = append(args, int64(m.ID), strings.Join(words, " "), roomWords(nums[m.RoomID], words), int64(m.UserID))
 		}
 		if _, err := s.insertFTS.in(ctx, tx, n).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("index messages: %w", err)
+		}
+		args = args[:0]
+		for _, m := range rest2[:n] {
+			args = append(args, int64(m.ID), int64(m.RoomID), int64(m.UserID))
+		}
+		if _, err := s.insertDocs.in(ctx, tx, n).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("index messages: %w", err)
 		}
 		rest2 = rest2[n:]
@@ -324,15 +339,16 @@ func (s *Search) History(ctx context.Context, q chat.HistoryQuery) (chat.History
 }
 
 // Search runs a full-text query: every term must match. The newest
-// rankWindow matches come first, best bm25 score first and newest first
-// among equals, then any older matches, newest first. The cursor holds the
+// rankWindow matches come first, best match first (see rank) and newest
+// first among equals, then any older matches, newest first. The cursor holds the
 // offset of the next page and the highest ID at the first page, so messages
 // indexed while a client pages neither shift the pages nor show up twice.
 //
 // The rooms filter is part of the full-text query, in one of three shapes
 // (see migration 0003): the words of the few rooms asked for; all words
 // less those of the few rooms not asked for; all words when every room is
-// asked for. Many rooms on both sides are searched roomsPerQuery at a time.
+// asked for. With many rooms on both sides, each match of all words is
+// checked against the rooms in docs.
 func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchResult, error) {
 	terms, err := chat.ParseSearch(q.Text)
 	if err != nil {
@@ -369,103 +385,58 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		}
 		upTo = maxID.Int64
 	}
-	matches, err := s.matchExprs(ctx, tx, terms, q)
+	match, rooms, err := s.matchExpr(ctx, tx, terms, q)
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
 	lo, hi := idRange(q.From, q.To)
 	hi = min(hi, upTo+1)
-	args := []any{nil, lo, hi}
-	timed := 0
+	args := []any{nil, sql.Named("lo", lo), sql.Named("hi", hi)}
+	filtered, timed := 0, 0
+	if rooms != "" {
+		args = append(args, sql.Named("rooms", rooms))
+		filtered = 1
+	}
 	if !q.From.IsZero() || !q.To.IsZero() {
 		// The ID range is whole milliseconds; the exact bounds are on
 		// created_at, read only for matches inside that range.
 		tlo, thi := timeRange(q.From, q.To)
-		args = append(args, tlo, thi)
+		args = append(args, sql.Named("tlo", tlo), sql.Named("thi", thi))
 		timed = 1
 	}
-	count, window, tail := tx.StmtContext(ctx, s.count[timed]), tx.StmtContext(ctx, s.window[timed]), tx.StmtContext(ctx, s.tail[timed])
+	count := tx.StmtContext(ctx, s.count[filtered][timed])
+	tail := stmtQuerier{tx.StmtContext(ctx, s.tail[filtered][timed])}
 
-	// The newest rankWindow matches with their scores, and the count.
-	type hit struct {
-		id    int64
-		score float64
+	if match == "" {
+		return res, nil
 	}
-	var hits []hit
-	for _, m := range matches {
-		args[0] = m
-		rows, err := window.QueryContext(ctx, append(args, rankWindow)...)
-		if err != nil {
-			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
-		}
-		n := 0
-		for rows.Next() {
-			var h hit
-			if err := rows.Scan(&h.id, &h.score); err != nil {
-				rows.Close()
-				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
-			}
-			hits = append(hits, h)
-			n++
-		}
-		if err := errors.Join(rows.Close(), rows.Err()); err != nil {
-			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
-		}
-		if n < rankWindow {
-			// The window holds every match: no need to count them.
-			res.Total += int64(n)
-			continue
-		}
-		var c int64
-		if err := count.QueryRowContext(ctx, args...).Scan(&c); err != nil {
+	args[0] = sql.Named("match", match)
+
+	// The newest rankWindow matches, and the count.
+	window, err := queryInts(ctx, tail, "", append(args, sql.Named("lim", rankWindow), sql.Named("off", 0))...)
+	if err != nil {
+		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	res.Total = int64(len(window))
+	if len(window) == rankWindow {
+		// Only a full window leaves matches to count.
+		if err := count.QueryRowContext(ctx, args...).Scan(&res.Total); err != nil {
 			return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
 		}
-		res.Total += c
 	}
-	if len(matches) > 1 {
-		slices.SortFunc(hits, func(a, b hit) int { return cmp.Compare(b.id, a.id) })
-		hits = hits[:min(len(hits), rankWindow)]
-	}
-	slices.SortFunc(hits, func(a, b hit) int {
-		if c := cmp.Compare(a.score, b.score); c != 0 {
-			return c
+	if offset < int64(len(window)) {
+		if err := rank(ctx, tx, window, terms); err != nil {
+			return chat.SearchResult{}, fmt.Errorf("search rank: %w", err)
 		}
-		return cmp.Compare(b.id, a.id)
-	})
+	}
 	var page []int64
 	end := offset + int64(limit)
-	for _, h := range hits[min(int64(len(hits)), offset):min(int64(len(hits)), end)] {
-		page = append(page, h.id)
-	}
+	page = append(page, window[min(int64(len(window)), offset):min(int64(len(window)), end)]...)
 	if start := max(offset, rankWindow); end > start && res.Total > start {
 		// Past the window the matches follow newest first.
-		var older []int64
-		for _, m := range matches {
-			args[0] = m
-			lim, off := end-start, start
-			if len(matches) > 1 {
-				// Each query's share of the merged list is unknown.
-				lim, off = end, 0
-			}
-			rows, err := tail.QueryContext(ctx, append(args, lim, off)...)
-			if err != nil {
-				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
-			}
-			for rows.Next() {
-				var id int64
-				if err := rows.Scan(&id); err != nil {
-					rows.Close()
-					return chat.SearchResult{}, fmt.Errorf("search: %w", err)
-				}
-				older = append(older, id)
-			}
-			if err := errors.Join(rows.Close(), rows.Err()); err != nil {
-				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
-			}
-		}
-		if len(matches) > 1 {
-			slices.SortFunc(older, func(a, b int64) int { return cmp.Compare(b, a) })
-			older = older[min(int64(len(older)), start):min(int64(len(older)), end)]
+		older, err := queryInts(ctx, tail, "", append(args, sql.Named("lim", end-start), sql.Named("off", start))...)
+		if err != nil {
+			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 		}
 		page = append(page, older...)
 	}
@@ -499,10 +470,90 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	return res, nil
 }
 
-// matchExprs returns the FTS5 queries whose matches together are the
-// matches of terms in q's rooms (by q's author): none if no room asked for
-// has a message.
-func (s *Search) matchExprs(ctx context.Context, tx *sql.Tx, terms []chat.SearchTerm, q chat.SearchQuery) ([]string, error) {
+// BM25's parameters, as FTS5's bm25 has them.
+const bm25K1, bm25B = 1.2, 0.75
+
+// rank orders ids, the newest matches, best match first and newest first
+// among equals. The score is BM25 on the message's words, with the average
+// length taken over ids and every term weighted alike: FTS5's own bm25 also
+// weighs each term by its rarity, which it learns by reading every match of
+// every term (and of every room's term), the very scan the window avoids.
+func rank(ctx context.Context, tx *sql.Tx, ids []int64, terms []chat.SearchTerm) error {
+	list := make([]string, len(ids))
+	for i, id := range ids {
+		list[i] = strconv.FormatInt(id, 10)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, body FROM messages WHERE id IN (SELECT value FROM json_each(?))`, "["+strings.Join(list, ",")+"]")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	type doc struct {
+		tf     []int
+		length int
+	}
+	docs := make(map[int64]doc, len(ids))
+	total := 0
+	for rows.Next() {
+		var id int64
+		var body string
+		if err := rows.Scan(&id, &body); err != nil {
+			return err
+		}
+		words := chat.SearchWords(body)
+		d := doc{tf: make([]int, len(terms)), length: len(words)}
+		for i, t := range terms {
+			for at := 0; at+len(t.Words) <= len(words); at++ {
+				if termAt(t, words, at) {
+					d.tf[i]++
+				}
+			}
+		}
+		docs[id] = d
+		total += len(words)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	avg := max(1, float64(total)/float64(max(1, len(docs))))
+	scores := make(map[int64]float64, len(docs))
+	for id, d := range docs {
+		var s float64
+		for _, tf := range d.tf {
+			f := float64(tf)
+			s += f * (bm25K1 + 1) / (f + bm25K1*(1-bm25B+bm25B*float64(d.length)/avg))
+		}
+		scores[id] = s
+	}
+	slices.SortStableFunc(ids, func(a, b int64) int {
+		if c := cmp.Compare(scores[b], scores[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(b, a)
+	})
+	return nil
+}
+
+// termAt reports whether term t matches words from at, as the index
+// matched it: each word equal, the last a prefix for a prefix term.
+func termAt(t chat.SearchTerm, words []string, at int) bool {
+	for k, w := range t.Words {
+		got := words[at+k]
+		if k == len(t.Words)-1 && t.Prefix {
+			if !strings.HasPrefix(got, w) {
+				return false
+			}
+		} else if got != w {
+			return false
+		}
+	}
+	return true
+}
+
+// matchExpr returns the FTS5 query for terms in q's rooms by q's author
+// ("" if no room asked for has a message), and the rooms as a JSON array
+// when the matches must also be checked against them in docs.
+func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchTerm, q chat.SearchQuery) (expr, docsRooms string, err error) {
 	rooms := uniqueIDs(q.RoomIDs)
 	ids := make([]string, len(rooms))
 	for i, id := range rooms {
@@ -513,41 +564,35 @@ func (s *Search) matchExprs(ctx context.Context, tx *sql.Tx, terms []chat.Search
 	list := "[" + strings.Join(ids, ",") + "]"
 	in, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
 	if err != nil || len(in) == 0 {
-		return nil, err
+		return "", "", err
 	}
 	var all int64
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM rooms`).Scan(&all); err != nil {
-		return nil, err
+		return "", "", err
 	}
 	author := ""
 	if q.UserID != 0 {
 		author = ` AND author : "` + strconv.FormatInt(int64(q.UserID), 10) + `"`
 	}
-	words := `words : (` + matchExpr(terms) + `)`
+	words := `words : (` + wordsExpr(terms) + `)` + author
 	others := int(all) - len(in)
 	switch {
 	case others == 0:
-		return []string{words + author}, nil
-	case len(in) > roomsPerQuery && others <= roomsPerQuery:
-		out, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id NOT IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
-		if err != nil {
-			return nil, err
-		}
-		if len(out) > 0 {
-			return []string{`(` + words + author + `) NOT ` + roomsExpr(out, terms)}, nil
-		}
-		// Rooms were added since the count: search them all.
-		return []string{words + author}, nil
-	}
-	var exprs []string
-	for part := range slices.Chunk(in, roomsPerQuery) {
-		e := roomsExpr(part, terms)
+		return words, "", nil
+	case len(in) <= roomsPerQuery:
+		e := roomsExpr(in, terms)
 		if author != "" {
 			e = `(` + e + `)` + author
 		}
-		exprs = append(exprs, e)
+		return e, "", nil
+	case others <= roomsPerQuery:
+		out, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id NOT IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
+		if err != nil {
+			return "", "", err
+		}
+		return `(` + words + `) NOT ` + roomsExpr(out, terms), "", nil
 	}
-	return exprs, nil
+	return words, list, nil
 }
 
 // roomsExpr matches terms in the words of any of rooms.
@@ -583,8 +628,10 @@ func roomsExpr(rooms []int64, terms []chat.SearchTerm) string {
 	return b.String()
 }
 
-func queryInts(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]int64, error) {
-	rows, err := tx.QueryContext(ctx, query, args...)
+func queryInts(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -600,10 +647,10 @@ func queryInts(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]in
 	return out, rows.Err()
 }
 
-// matchExpr turns parsed terms into an FTS5 query. Every word is a quoted
+// wordsExpr turns parsed terms into an FTS5 query. Every word is a quoted
 // string, so nothing a user types is FTS5 syntax; words hold only letters
 // and digits, so they never contain a quote to escape.
-func matchExpr(terms []chat.SearchTerm) string {
+func wordsExpr(terms []chat.SearchTerm) string {
 	var b strings.Builder
 	for i, t := range terms {
 		if i > 0 {
