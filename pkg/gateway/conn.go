@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"log/slog"
@@ -20,33 +21,50 @@ import (
 // through TCP instead of buffering without bound.
 const opsQueue = 32
 
-// conn is one WebSocket connection.
+// conn is one WebSocket connection. An idle connection costs one goroutine
+// (its reader) and no buffers beyond the library's small ones: the worker
+// and the flusher run only while there is work, and pings are timers.
 type conn struct {
 	g      *Gateway
 	id     uint64
 	caller chat.Caller
-	log    *slog.Logger
 	ws     *websocket.Conn
+	wire   *wire
+	br     *bufio.Reader // the library's read buffer
+	// readGate orders the reader's look at br.Buffered with the close
+	// handshake, which reads br on another goroutine.
+	readGate sync.Mutex
 
-	out chan []byte  // frames for the writer; never closed
-	ops chan request // requests for the worker
-
-	// ctx ends when the connection is being closed (kill). The socket's
-	// own reads and writes do not use it: cancelling a coder/websocket
-	// operation's context tears the TCP connection down at once, and the
-	// writer still needs the socket to send the close frame.
-	ctx    context.Context
-	cancel context.CancelFunc
-	dead   atomic.Bool
-	// Set once by kill; read by the writer once ctx is done.
+	dead    atomic.Bool // kill was called: the connection is closing
+	started atomic.Bool // start has set ws and wire
+	closing sync.Once
+	// Set once by kill; read when closing.
 	closeMu     sync.Mutex
 	closeCode   websocket.StatusCode
 	closeReason string
 	drain       bool
+	// reqCancel cancels the request the worker is running (guarded by
+	// closeMu), so kill ends it at once. The socket's own reads and writes
+	// take no context: cancelling a coder/websocket operation tears the
+	// TCP connection down, and the close handshake still needs it.
+	reqCancel context.CancelFunc
+
+	// tasks counts the worker and the closer, so run returns only after
+	// both are done.
+	tasks sync.WaitGroup
+
+	opsMu   sync.Mutex
+	opsCond sync.Cond // signals room in ops, and kill
+	ops     []request
+	working bool // a worker goroutine is running ops
+
+	pinger *time.Timer // guarded by closeMu
+	expiry *time.Timer // session expiry; nil if it never expires
+	bad    int         // invalid frames in a row (reader only)
 
 	rooms map[chat.ID]*room // guarded by g.mu
 
-	typingAt map[chat.ID]time.Time // worker goroutine only
+	typingAt map[chat.ID]time.Time // worker only; made on first use
 
 	// inflight is the nonce of the send being posted, and held the room
 	// frames of that message that arrived before its ack: API.md promises
@@ -59,31 +77,31 @@ type conn struct {
 
 // holdOwnFrame keeps a frame of the message this connection is sending
 // until its ack is queued; it reports whether it did.
-func (c *conn) holdOwnFrame(nonce string, data []byte) bool {
+func (c *conn) holdOwnFrame(nonce string, frame []byte) bool {
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
 	if nonce == "" || nonce != c.inflight {
 		return false
 	}
-	c.held = append(c.held, data)
+	c.held = append(c.held, frame)
 	return true
 }
 
 func newConn(g *Gateway, caller chat.Caller) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
-	id := g.nextID.Add(1)
-	return &conn{
-		g:        g,
-		id:       id,
-		caller:   caller,
-		log:      g.log.With("conn_id", id, "user_id", caller.User.ID),
-		out:      make(chan []byte, g.cfg.SendQueue),
-		ops:      make(chan request, opsQueue),
-		ctx:      ctx,
-		cancel:   cancel,
-		rooms:    make(map[chat.ID]*room),
-		typingAt: make(map[chat.ID]time.Time),
+	c := &conn{
+		g:      g,
+		id:     g.nextID.Add(1),
+		caller: caller,
+		rooms:  make(map[chat.ID]*room),
 	}
+	c.opsCond.L = &c.opsMu
+	return c
+}
+
+// logger is the connection's logger; built on use, since most
+// connections never log.
+func (c *conn) logger() *slog.Logger {
+	return c.g.log.With("conn_id", c.id, "user_id", c.caller.User.ID)
 }
 
 // kill starts closing the connection with code and reason; drain says
@@ -96,9 +114,47 @@ func (c *conn) kill(code websocket.StatusCode, reason string, drain bool) bool {
 	}
 	c.closeMu.Lock()
 	c.closeCode, c.closeReason, c.drain = code, reason, drain
+	if c.reqCancel != nil {
+		c.reqCancel()
+	}
 	c.closeMu.Unlock()
-	c.cancel()
+	c.opsMu.Lock()
+	c.opsCond.Broadcast()
+	c.opsMu.Unlock()
+	if c.started.Load() {
+		c.startClose()
+	}
 	return true
+}
+
+// requestCtx bounds one request of the worker by RequestTimeout and ends
+// it when the connection is killed. Call done when the request is over.
+func (c *conn) requestCtx() (ctx context.Context, done func()) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.RequestTimeout)
+	c.closeMu.Lock()
+	if c.dead.Load() {
+		cancel()
+	} else {
+		c.reqCancel = cancel
+	}
+	c.closeMu.Unlock()
+	return ctx, func() {
+		c.closeMu.Lock()
+		c.reqCancel = nil
+		c.closeMu.Unlock()
+		cancel()
+	}
+}
+
+// startClose runs the close handshake once, in its own goroutine.
+func (c *conn) startClose() {
+	c.closing.Do(func() {
+		c.tasks.Add(1)
+		go func() {
+			defer c.tasks.Done()
+			c.closeSocket()
+		}()
+	})
 }
 
 // closeStatus returns what kill recorded.
@@ -108,193 +164,222 @@ func (c *conn) closeStatus() (websocket.StatusCode, string, bool) {
 	return c.closeCode, c.closeReason, c.drain
 }
 
-// enqueue hands a frame to the writer without blocking. A full queue
-// means the client reads slower than its rooms talk: it is dropped.
-func (c *conn) enqueue(b []byte) bool {
-	if c.dead.Load() {
+// enqueue frames a JSON payload and queues it; see enqueueFrame.
+func (c *conn) enqueue(payload []byte) bool {
+	return c.enqueueFrame(wsText(payload))
+}
+
+// enqueueFrame writes or queues a framed message without blocking. A full
+// queue means the client reads slower than its rooms talk: it is dropped.
+func (c *conn) enqueueFrame(frame []byte) bool {
+	if c.dead.Load() || c.wire == nil {
 		return false
 	}
-	select {
-	case c.out <- b:
+	switch c.wire.send(frame, c.g.cfg.SendQueue) {
+	case sent:
+		c.g.stats.framesOut.Add(1)
 		return true
-	default:
+	case full:
 		c.slow()
-		return false
 	}
+	return false
 }
 
 // slow closes a connection that cannot keep up, dropping its queue.
 func (c *conn) slow() {
 	if c.kill(websocket.StatusTryAgainLater, "slow consumer", false) {
 		c.g.stats.slow.Add(1)
-		c.log.Info("slow consumer disconnected", "queue", len(c.out))
+		c.logger().Info("slow consumer disconnected")
 	}
 }
 
-// run serves the connection until it is closed: the calling goroutine
-// reads, three more write, work and ping.
-func (c *conn) run(ws *websocket.Conn, joinRoom chat.ID) {
-	c.ws = ws
+// onWriteError ends a connection whose socket failed.
+func (c *conn) onWriteError(err error) {
+	if c.kill(websocket.StatusInternalError, "write failed", false) {
+		c.logger().Debug("write failed", "err", err)
+	}
+}
+
+// serveConn runs the connection on its own goroutine until it is closed,
+// then forgets it. The loop waits for input in this small frame, so an
+// idle connection's stack is the least it can be (see waitReadable).
+func (c *conn) serveConn(ws *websocket.Conn, w *wire, br *bufio.Reader, joinRoom chat.ID) {
+	defer c.g.wg.Done()
+	c.start(ws, w, br, joinRoom)
+	for {
+		c.readGate.Lock()
+		buffered := br.Buffered()
+		c.readGate.Unlock()
+		if buffered == 0 {
+			w.waitReadable()
+		}
+		if !c.readOne() {
+			break
+		}
+	}
+	c.finish()
+}
+
+//go:noinline
+func (c *conn) start(ws *websocket.Conn, w *wire, br *bufio.Reader, joinRoom chat.ID) {
+	c.ws, c.wire, c.br = ws, w, br
+	c.started.Store(true)
+	if c.dead.Load() {
+		c.startClose() // killed before it started
+	}
 	if exp := c.caller.ExpiresAt; !exp.IsZero() {
-		t := time.AfterFunc(time.Until(exp), func() {
+		c.expiry = time.AfterFunc(time.Until(exp), func() {
 			c.kill(websocket.StatusPolicyViolation, "session expired", true)
 		})
-		defer t.Stop()
 	}
+	c.closeMu.Lock() // ping may run before AfterFunc returns
+	c.pinger = time.AfterFunc(c.g.cfg.PingInterval, c.ping)
+	c.closeMu.Unlock()
 	if joinRoom != 0 {
-		c.ops <- request{Type: typeJoin, RoomID: joinRoom} // ops is empty here
-	}
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); c.writeLoop() }()
-	go func() { defer wg.Done(); c.workLoop() }()
-	go func() { defer wg.Done(); c.pingLoop() }()
-	c.readLoop()
-	wg.Wait()
-}
-
-func (c *conn) readLoop() {
-	// However reading ends, the rest of the connection follows.
-	defer c.kill(websocket.StatusNormalClosure, "", false)
-	g := c.g
-	bad := 0
-	for {
-		typ, b, err := c.ws.Read(context.Background())
-		if err != nil {
-			if st := websocket.CloseStatus(err); st == -1 && !c.dead.Load() {
-				c.log.Debug("read ended", "err", err)
-			}
-			return
-		}
-		g.stats.framesIn.Add(1)
-		req, perr := parseRequest(typ, b)
-		if perr != nil {
-			g.stats.badFrames.Add(1)
-			if bad++; bad > g.cfg.MaxBadFrames {
-				c.kill(websocket.StatusPolicyViolation, "too many invalid frames", true)
-				return
-			}
-			var nonce *string
-			if req.Type == typeSend {
-				nonce = &req.Nonce
-			}
-			c.enqueue(errFrame(perr, req.RoomID, nonce))
-			continue
-		}
-		bad = 0
-		if req.Type == typePing {
-			// Answered here, not by the worker, so a keepalive is never
-			// stuck behind a slow send.
-			c.enqueue(pongFrame)
-			continue
-		}
-		select {
-		case c.ops <- req:
-		case <-c.ctx.Done():
-			return
-		}
+		c.push(request{Type: typeJoin, RoomID: joinRoom})
 	}
 }
 
-// writeLoop writes queued frames in order, back to back. It cannot put
-// several frames under one flush: coder/websocket (v1.8.15) flushes its
-// buffer at the end of every message, for Write and Writer alike, so each
-// frame costs a write system call. Batching would need a corking net.Conn
-// beneath the library.
-func (c *conn) writeLoop() {
-	for {
-		select {
-		case <-c.ctx.Done():
-			c.closeSocket(nil)
-			return
-		case b := <-c.out:
-			if c.ctx.Err() != nil {
-				c.closeSocket(b)
-				return
-			}
-			if !c.write(b) {
-				return
-			}
-		}
+//go:noinline
+func (c *conn) finish() {
+	// However reading ended, the rest of the connection follows.
+	c.kill(websocket.StatusNormalClosure, "", false)
+	c.closeMu.Lock()
+	c.pinger.Stop()
+	c.closeMu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
 	}
+	// Once.Do returns only after the closer is counted, whoever started
+	// it, so Wait cannot miss it.
+	c.startClose()
+	c.tasks.Wait()
+	c.g.removeConn(c)
+	code, reason, _ := c.closeStatus()
+	c.logger().Info("connection closed", "code", int(code), "reason", reason)
 }
 
-func (c *conn) write(b []byte) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.WriteTimeout)
-	err := c.ws.Write(ctx, websocket.MessageText, b)
-	cancel()
-	if err != nil {
-		c.kill(websocket.StatusInternalError, "write failed", false)
-		_ = c.ws.CloseNow()
+// push queues a request for the worker, starting one if none runs. It
+// waits while the queue is full; it reports false once the connection is
+// closing.
+func (c *conn) push(req request) bool {
+	c.opsMu.Lock()
+	defer c.opsMu.Unlock()
+	for len(c.ops) >= opsQueue && !c.dead.Load() {
+		c.opsCond.Wait()
+	}
+	if c.dead.Load() {
 		return false
 	}
-	c.g.stats.framesOut.Add(1)
+	c.ops = append(c.ops, req)
+	if !c.working {
+		c.working = true
+		c.tasks.Add(1)
+		go c.work()
+	}
 	return true
 }
 
-// closeSocket writes pending and what is still queued if the close asked
-// for it, then runs the close handshake.
-func (c *conn) closeSocket(pending []byte) {
-	code, reason, drain := c.closeStatus()
-	if drain {
-		if pending != nil && !c.write(pending) {
+// work runs queued requests in order and ends when none is left.
+func (c *conn) work() {
+	defer c.tasks.Done()
+	for {
+		c.opsMu.Lock()
+		if len(c.ops) == 0 || c.dead.Load() {
+			c.ops = nil
+			c.working = false
+			c.opsMu.Unlock()
 			return
 		}
-	drain:
-		for {
-			select {
-			case b := <-c.out:
-				if !c.write(b) {
-					return
-				}
-			default:
-				break drain
-			}
+		req := c.ops[0]
+		c.ops[0] = request{}
+		c.ops = c.ops[1:]
+		c.opsCond.Signal()
+		c.opsMu.Unlock()
+		switch req.Type {
+		case typeJoin:
+			c.join(req)
+		case typeLeave:
+			c.leave(req.RoomID)
+		case typeSend:
+			c.send(req)
+		case typeTyping:
+			c.typing(req.RoomID)
 		}
+	}
+}
+
+// readOne reads and handles one client frame; false means reading ended.
+//
+//go:noinline
+func (c *conn) readOne() bool {
+	g := c.g
+	typ, b, err := c.ws.Read(context.Background())
+	if err != nil {
+		if st := websocket.CloseStatus(err); st == -1 && !c.dead.Load() {
+			c.logger().Debug("read ended", "err", err)
+		}
+		return false
+	}
+	g.stats.framesIn.Add(1)
+	req, perr := parseRequest(typ, b)
+	if perr != nil {
+		g.stats.badFrames.Add(1)
+		if c.bad++; c.bad > g.cfg.MaxBadFrames {
+			c.kill(websocket.StatusPolicyViolation, "too many invalid frames", true)
+			return false
+		}
+		var nonce *string
+		if req.Type == typeSend {
+			nonce = &req.Nonce
+		}
+		c.enqueue(errFrame(perr, req.RoomID, nonce))
+		return true
+	}
+	c.bad = 0
+	if req.Type == typePing {
+		// Answered here, not by the worker, so a keepalive is never
+		// stuck behind a slow send.
+		c.enqueueFrame(pongWire)
+		return true
+	}
+	return c.push(req)
+}
+
+// closeSocket runs the close handshake with what kill recorded. Frames
+// queued before it are written first when kill asked to drain them.
+func (c *conn) closeSocket() {
+	// The handshake reads the peer's close frame from br while the
+	// reader may be waiting for input outside the library's lock.
+	c.readGate.Lock()
+	defer c.readGate.Unlock()
+	code, reason, drain := c.closeStatus()
+	if !drain {
+		c.wire.dropQueued()
 	}
 	_ = c.ws.Close(code, reason)
 }
 
-func (c *conn) pingLoop() {
-	t := time.NewTicker(c.g.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.PongTimeout)
-		err := c.ws.Ping(ctx)
-		cancel()
-		if err != nil {
-			// A peer that does not answer pings will not answer a close
-			// handshake either.
-			c.kill(websocket.StatusPolicyViolation, "pong timeout", false)
-			_ = c.ws.CloseNow()
-			return
-		}
+// ping checks the peer is alive, then schedules the next check.
+func (c *conn) ping() {
+	if c.dead.Load() {
+		return
 	}
-}
-
-func (c *conn) workLoop() {
-	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case req := <-c.ops:
-			switch req.Type {
-			case typeJoin:
-				c.join(req)
-			case typeLeave:
-				c.leave(req.RoomID)
-			case typeSend:
-				c.send(req)
-			case typeTyping:
-				c.typing(req.RoomID)
-			}
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.PongTimeout)
+	err := c.ws.Ping(ctx)
+	cancel()
+	if err != nil {
+		// A peer that does not answer pings will not answer a close
+		// handshake either.
+		c.kill(websocket.StatusPolicyViolation, "pong timeout", false)
+		_ = c.ws.CloseNow()
+		return
 	}
+	c.closeMu.Lock()
+	if !c.dead.Load() {
+		c.pinger.Reset(c.g.cfg.PingInterval)
+	}
+	c.closeMu.Unlock()
 }
 
 // join subscribes to the room first and fetches second, holding live
@@ -312,18 +397,18 @@ func (c *conn) join(req request) {
 	r, m, existed, err := g.joinLocked(c, req.RoomID)
 	g.mu.Unlock()
 	if err != nil {
-		c.log.Error("subscribe room", "room_id", req.RoomID, "err", err)
+		c.logger().Error("subscribe room", "room_id", req.RoomID, "err", err)
 		c.enqueue(errFrame(chat.Errorf(chat.EUNAVAILABLE, "cannot join now, try again"), req.RoomID, nil))
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(c.ctx, g.cfg.RequestTimeout)
-	defer cancel()
+	ctx, done := c.requestCtx()
+	defer done()
 	// Subscribe only queues the SUB; the flush round trip guarantees the
 	// server has it before we read the store, so no message can fall
 	// between the snapshot and the live stream.
-	if ferr := g.deps.NC.FlushWithContext(ctx); ferr != nil && c.ctx.Err() == nil {
-		c.log.Warn("flush room subscription", "room_id", req.RoomID, "err", ferr)
+	if ferr := g.deps.NC.FlushWithContext(ctx); ferr != nil && !c.dead.Load() {
+		c.logger().Warn("flush room subscription", "room_id", req.RoomID, "err", ferr)
 		err = chat.Errorf(chat.EUNAVAILABLE, "cannot join now, try again")
 	} else {
 		err = ferr
@@ -369,7 +454,7 @@ func (c *conn) join(req request) {
 			c.releaseLocked(m)
 			r.mu.Unlock()
 		}
-		if c.ctx.Err() != nil {
+		if c.dead.Load() {
 			return
 		}
 		c.enqueue(errFrame(c.clientErr("join", req.RoomID, err), req.RoomID, nil))
@@ -392,7 +477,7 @@ func (c *conn) releaseLocked(m *member) {
 		if h.id != 0 && h.id <= m.floor {
 			continue
 		}
-		if c.enqueue(h.data) {
+		if c.enqueueFrame(h.data) {
 			n++
 		}
 	}
@@ -410,10 +495,10 @@ func (c *conn) clientErr(op string, room chat.ID, err error) error {
 	case isDenied(err):
 		return chat.Errorf(chat.ENOTFOUND, "room not found")
 	case errors.Is(err, context.DeadlineExceeded):
-		c.log.Warn("request timed out", "op", op, "room_id", room)
+		c.logger().Warn("request timed out", "op", op, "room_id", room)
 		return chat.Errorf(chat.EUNAVAILABLE, "timed out, try again")
 	case chat.ErrorCode(err) == chat.EINTERNAL:
-		c.log.Error("request failed", "op", op, "room_id", room, "err", err)
+		c.logger().Error("request failed", "op", op, "room_id", room, "err", err)
 	}
 	return err
 }
@@ -436,9 +521,9 @@ func (c *conn) send(req request) {
 	c.sendMu.Lock()
 	c.inflight = req.Nonce
 	c.sendMu.Unlock()
-	ctx, cancel := context.WithTimeout(c.ctx, c.g.cfg.RequestTimeout)
+	ctx, done := c.requestCtx()
 	msg, err := c.g.deps.Poster.Post(ctx, c.caller, req.RoomID, req.Body, req.Nonce)
-	cancel()
+	done()
 	// The answer is queued under sendMu, so no frame of this message can
 	// slip between clearing inflight and queueing the ack.
 	c.sendMu.Lock()
@@ -446,11 +531,11 @@ func (c *conn) send(req request) {
 	switch {
 	case err == nil:
 		c.enqueue(mustJSON(ackFrame{Type: typeAck, Nonce: req.Nonce, Message: msg}))
-	case c.ctx.Err() == nil:
+	case !c.dead.Load():
 		c.enqueue(errFrame(c.clientErr("send", req.RoomID, err), req.RoomID, &req.Nonce))
 	}
 	for _, f := range c.held {
-		c.enqueue(f)
+		c.enqueueFrame(f)
 	}
 	c.inflight, c.held = "", nil
 }
@@ -470,14 +555,17 @@ func (c *conn) typing(id chat.ID) {
 			}
 		}
 	}
+	if c.typingAt == nil {
+		c.typingAt = make(map[chat.ID]time.Time)
+	}
 	// Recorded before the check, so a client cannot turn typing frames
 	// into a stream of access checks either.
 	c.typingAt[id] = now
-	ctx, cancel := context.WithTimeout(c.ctx, g.cfg.RequestTimeout)
+	ctx, done := c.requestCtx()
 	err := g.deps.Rooms.CheckAccess(ctx, c.caller.User.ID, id)
-	cancel()
+	done()
 	if err != nil {
-		if c.ctx.Err() != nil {
+		if c.dead.Load() {
 			return
 		}
 		c.enqueue(errFrame(c.clientErr("typing", id, err), id, nil))
@@ -492,6 +580,6 @@ func (c *conn) typing(id chat.ID) {
 	msg.Header.Set(chat.HeaderType, typeTyping)
 	msg.Header.Set(chat.HeaderUser, strconv.FormatInt(int64(u.ID), 10))
 	if err := g.deps.NC.PublishMsg(msg); err != nil {
-		c.log.Warn("publish typing", "room_id", id, "err", err)
+		c.logger().Warn("publish typing", "room_id", id, "err", err)
 	}
 }

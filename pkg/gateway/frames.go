@@ -100,7 +100,7 @@ func parseRequest(typ websocket.MessageType, b []byte) (request, *chat.Error) {
 	return req, nil
 }
 
-var pongFrame = []byte(`{"type":"pong"}`)
+var pongWire = wsText([]byte(`{"type":"pong"}`))
 
 type roomOnlyFrame struct {
 	Type   string  `json:"type"`

@@ -3,10 +3,13 @@
 // frames published by the ingest role (and typing frames of other gateways)
 // to every local connection in the room.
 //
-// Each connection has a reader (the HTTP handler goroutine), a writer fed by
-// a bounded queue, a worker that runs requests (join, leave, send, typing)
-// in order, and a pinger. Nothing that fans out ever blocks on a connection:
-// a connection whose queue is full is closed with 1013 instead.
+// Each connection has one goroutine of its own, its reader. A worker that
+// runs requests (join, leave, send, typing) in order, and a flusher that
+// writes a backlog of frames, run only while there is work; pings are
+// timers. Room frames are framed once per message and written to each
+// member's socket without blocking (see wire.go). Nothing that fans out
+// ever blocks on a connection: a connection whose queue is full is closed
+// with 1013 instead.
 package gateway
 
 import (
@@ -146,7 +149,7 @@ type Stats struct {
 	Rooms         int64 // rooms this process is subscribed to
 	Joins         int64 // successful joins
 	FramesIn      int64 // client frames read
-	FramesOut     int64 // server frames written
+	FramesOut     int64 // server frames written or queued for writing
 	BadFrames     int64 // client frames refused as invalid
 	SlowConsumers int64 // connections closed with 1013
 	Fanout        int64 // room frames queued to connections
@@ -274,21 +277,22 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, room chat.ID) {
 		httpx.WriteError(w, r, g.log, err)
 		return
 	}
-	defer g.wg.Done()
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
+	hj := &wireHijacker{ResponseWriter: w, timeout: g.cfg.WriteTimeout, onError: c.onWriteError}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{OriginPatterns: g.cfg.AllowedOrigins})
 	if err != nil {
 		// Accept has answered the request (403 for a foreign origin).
 		g.log.Debug("upgrade refused", "user_id", caller.User.ID, "err", err)
 		g.removeConn(c)
+		g.wg.Done()
 		return
 	}
 	ws.SetReadLimit(g.cfg.MaxFrameBytes)
 	g.stats.connsTotal.Add(1)
-	c.log.Info("connection open", "remote_addr", r.RemoteAddr)
-	c.run(ws, room)
-	g.removeConn(c)
-	code, reason, _ := c.closeStatus()
-	c.log.Info("connection closed", "code", int(code), "reason", reason)
+	c.logger().Info("connection open", "remote_addr", r.RemoteAddr)
+	// The connection runs on a goroutine of its own and this handler
+	// returns: net/http's request state and the deep stack of its serving
+	// goroutine are not kept alive for the connection's lifetime.
+	go c.serveConn(ws, hj.wire, hj.br, room)
 }
 
 // addConn registers a connection of caller, enforcing the per-user cap.
@@ -326,7 +330,6 @@ func (g *Gateway) removeConn(c *conn) {
 		return
 	}
 	delete(g.conns, c)
-	c.cancel()
 	uid := c.caller.User.ID
 	if g.perUser[uid]--; g.perUser[uid] <= 0 {
 		delete(g.perUser, uid)

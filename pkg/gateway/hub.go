@@ -38,7 +38,7 @@ type member struct {
 }
 
 type heldFrame struct {
-	data []byte
+	data []byte  // framed (wsText)
 	id   chat.ID // message ID, 0 for other frames
 }
 
@@ -117,6 +117,7 @@ func (g *Gateway) onRoomMsg(r *room, m *nats.Msg) {
 		nonce = m.Header.Get(chat.HeaderNonce)
 	}
 	data := m.Data
+	frame := wsText(data) // framed once for every member
 	// The message ID is parsed at most once per frame, and only if a
 	// member needs it for dedupe.
 	var id chat.ID
@@ -144,7 +145,7 @@ func (g *Gateway) onRoomMsg(r *room, m *nats.Msg) {
 				c.slow()
 				continue
 			}
-			mem.held = append(mem.held, heldFrame{data: data, id: msgID()})
+			mem.held = append(mem.held, heldFrame{data: frame, id: msgID()})
 			continue
 		}
 		if mem.floor != 0 && typ == typeMessage {
@@ -152,11 +153,11 @@ func (g *Gateway) onRoomMsg(r *room, m *nats.Msg) {
 				continue
 			}
 		}
-		if nonce != "" && c.caller.User.ID == sender && c.holdOwnFrame(nonce, data) {
+		if nonce != "" && c.caller.User.ID == sender && c.holdOwnFrame(nonce, frame) {
 			n++
 			continue
 		}
-		if c.enqueue(data) {
+		if c.enqueueFrame(frame) {
 			n++
 		}
 	}
