@@ -219,6 +219,23 @@ func TestDefaultsBounded(t *testing.T) {
 			t.Errorf("%s defaults not small: %+v", s, o)
 		}
 	}
+	// --bar gives each scenario its bar's shape.
+	fo := Options{Scenario: "fanout", Bar: true}
+	if err := fo.defaults(); err != nil || fo.Conns != 10000 || fo.Rooms != 100 || fo.BodySize != 100 || fo.MaxP99 != 50*time.Millisecond ||
+		fo.MaxLoss != 0 || len(fo.Rates) == 0 || fo.Rates[len(fo.Rates)-1]*100 < 150000 || fo.Workers < 2 {
+		t.Errorf("fanout --bar: %v %+v", err, fo)
+	}
+	io := Options{Scenario: "idle", Bar: true}
+	if err := io.defaults(); err != nil || io.Conns != 10000 || io.Settle < 3*time.Second {
+		t.Errorf("idle --bar: %v %+v", err, io)
+	}
+	do := Options{Scenario: "durable", Bar: true}
+	if err := do.defaults(); err != nil || do.Rate != 2000 {
+		t.Errorf("durable --bar: %v %+v", err, do)
+	}
+	if err := (&Options{Scenario: "chat", Bar: true}).defaults(); err == nil {
+		t.Error("chat --bar accepted")
+	}
 	if err := (&Options{Scenario: "nope"}).defaults(); err == nil {
 		t.Error("unknown scenario accepted")
 	}
@@ -288,7 +305,7 @@ func TestBars(t *testing.T) {
 		{Scenario: "durable", LastGood: 0, Steps: []Step{{Rate: 2000, OK: true, Sent: 20000, Acked: 20000, SendSeconds: 10,
 			AckLatency: Latency{Count: 20000, P99: 4}}}, Store: &StoreCheck{Acked: 20000, Found: 20000}},
 		{Scenario: "persist", LastGood: 0, Steps: []Step{{Rate: 10000, OK: true, Acked: 600000, SendSeconds: 60}},
-			Store:   &StoreCheck{Acked: 600000, Found: 600000},
+			Store: &StoreCheck{Acked: 600000, Found: 600000},
 			Persist: &Persist{OfferedRate: 10000, AckedRate: 10000, CaughtUp: true, SinkWritten: map[string]int64{"store": 600000},
 				Lag: map[string]*LagStat{"store": {MaxSeconds: 0.5}, "index": {MaxSeconds: 1.9}}}},
 	}

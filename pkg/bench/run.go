@@ -30,6 +30,7 @@ type Options struct {
 	Scenario    string
 	URL         string
 	AllowRemote bool
+	Bar         bool // take the shape of the scenario's bar in issue 6 for every size not given
 
 	Conns        int           // connections (durable: senders)
 	Rooms        int           // rooms (chat: derived from RoomSize)
@@ -77,6 +78,11 @@ func (o *Options) defaults() error {
 	}
 	if o.URL == "" {
 		o.URL = "http://127.0.0.1:8080"
+	}
+	if o.Bar {
+		if err := o.barShape(); err != nil {
+			return err
+		}
 	}
 	def(&o.BodySize, 100)
 	def(&o.ConnsPerUser, 32)
@@ -147,6 +153,53 @@ func (o *Options) defaults() error {
 	}
 	if o.BodySize > 4000 {
 		return errors.New("--body-size: at most 4000")
+	}
+	return nil
+}
+
+// BarRates are bar 2's fanout steps in sends/s (x100 members: deliveries/s);
+// 1,600 is the first over 150,000 deliveries/s.
+var BarRates = []float64{250, 500, 1000, 1600, 2400, 3200}
+
+// barShape fills in the sizes of the scenario's bar (issue 6).
+func (o *Options) barShape() error {
+	def := func(p *int, v int) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	defD := func(p *time.Duration, v time.Duration) {
+		if *p <= 0 {
+			*p = v
+		}
+	}
+	switch o.Scenario {
+	case "idle": // bar 1: RSS per connection at 10,000, after settling
+		def(&o.Conns, 10000)
+		def(&o.Rooms, 100)
+		defD(&o.Settle, 5*time.Second)
+		defD(&o.Duration, 8*time.Second)
+		def(&o.Workers, 2)
+	case "fanout": // bar 2: 10,000 connections in 100 rooms of 100, 100-byte bodies
+		def(&o.Conns, 10000)
+		def(&o.Rooms, 100)
+		def(&o.BodySize, 100)
+		defD(&o.Duration, 5*time.Second)
+		defD(&o.MaxP99, 50*time.Millisecond)
+		if len(o.Rates) == 0 && o.Rate <= 0 {
+			o.Rates = BarRates
+		}
+		def(&o.Workers, 2)
+	case "durable": // bar 3: acks at 2,000 sends/s
+		if o.Rate <= 0 {
+			o.Rate = 2000
+		}
+		defD(&o.Duration, 10*time.Second)
+		def(&o.Workers, 1)
+	case "persist": // bar 4: its defaults
+		def(&o.Workers, 1)
+	default:
+		return fmt.Errorf("--bar: %s has no bar", o.Scenario)
 	}
 	return nil
 }
@@ -421,6 +474,12 @@ func mustStats(ctx context.Context, p pool) []reply {
 	return rs
 }
 
+// mustCounts is mustStats without the histograms, for polling.
+func mustCounts(ctx context.Context, p pool) []reply {
+	rs, _ := p.all(ctx, func(int) command { c := command{Op: "stats"}; c.Arg.Counts = true; return c })
+	return rs
+}
+
 // ticker calls f with fresh totals once a second until the returned stop.
 func ticker(ctx context.Context, p pool, f func(totals)) (stop func()) {
 	done := make(chan struct{})
@@ -493,7 +552,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	var seen int64 = -1
 	lastProgress := time.Now()
 	for {
-		t = merge(mustStats(ctx, p))
+		t = merge(mustCounts(ctx, p))
 		if t.ErrCodes["rate_limited"] > 0 {
 			out.codes = t.ErrCodes
 			return out, ErrRateLimited
@@ -514,6 +573,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	t = merge(mustStats(ctx, p))
 	s := Step{Rate: rate, Seconds: sendTime.Seconds(), Sent: t.Sent, Acked: t.Acked, SendErrors: t.SendErr, Tally: t.Tally,
 		Lost: t.Tally.Lost(), Latency: summarize(t.Lat), AckLatency: summarize(t.AckLat)}
 	// Throughput over the time the deliveries took: the send phase, or up

@@ -138,7 +138,7 @@ func SelfTest(ctx context.Context, o SelfTestOptions) (*SelfTestResult, error) {
 	last := time.Now()
 	hard := time.Now().Add(30 * time.Second)
 	for {
-		t = merge(mustStats(ctx, p))
+		t = merge(mustCounts(ctx, p))
 		if t.Tally.Unique >= expected {
 			break
 		}
@@ -151,6 +151,7 @@ func SelfTest(ctx context.Context, o SelfTestOptions) (*SelfTestResult, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	end := time.Now()
+	t = merge(mustStats(ctx, p))
 	if t.Tally.Unique < expected {
 		end = last
 	}

@@ -50,6 +50,7 @@ type command struct {
 		CollectAcks bool          `json:"collect_acks,omitempty"`
 		CPUProfile  string        `json:"cpu_profile,omitempty"`
 		BatchWait   time.Duration `json:"batch_wait,omitempty"` // < 0: none
+		Counts      bool          `json:"counts,omitempty"`     // stats: counters only, no histograms (cheap, for polling)
 		Concurrency int           `json:"concurrency,omitempty"`
 		MaxErrors   int           `json:"max_errors,omitempty"` // connect stops past this many errors; < 0: never
 		Step        int           `json:"step,omitempty"`
@@ -225,7 +226,11 @@ func RunWorker(in io.Reader, out io.Writer) error {
 			w.sent.Store(0)
 			w.reply(reply{ID: c.ID})
 		case "stats":
-			w.reply(reply{ID: c.ID, Stats: w.stats()})
+			if c.Arg.Counts {
+				w.reply(reply{ID: c.ID, Stats: w.counts()})
+			} else {
+				w.reply(reply{ID: c.ID, Stats: w.stats()})
+			}
 		case "acks":
 			w.rxMu.Lock()
 			acks := append([]ackRec(nil), w.rx.acks...)
@@ -264,6 +269,27 @@ func (w *worker) stats() *wstats {
 	s.Acked, s.SendErrors, s.Reads = st.acked, st.sendErr, st.reads
 	s.Tally = Tally{Received: st.received, Unique: st.unique, Dups: st.dups, Reorders: st.reorders, Late: st.late}
 	s.Lat, s.AckLat = encodeHist(st.lat), encodeHist(st.ackLat)
+	s.ErrCodes = copyCounts(st.errCodes)
+	s.AckedByRoom = copyCounts(st.ackedByRoom)
+	w.rxMu.Unlock()
+	return s
+}
+
+// counts is stats without the histograms, whose encoding costs about a
+// millisecond each.
+func (w *worker) counts() *wstats {
+	w.mu.Lock()
+	s := &wstats{Connected: len(w.conns), ConnErrors: w.connErrors, FirstConnErr: w.firstErr, Members: make(map[string]int, len(w.members))}
+	for k, v := range w.members {
+		s.Members[k] = v
+	}
+	w.mu.Unlock()
+	s.Sent = w.sent.Load()
+	w.rxMu.Lock()
+	st := w.rx
+	s.Dropped = w.dropped
+	s.Acked, s.SendErrors, s.Reads = st.acked, st.sendErr, st.reads
+	s.Tally = Tally{Received: st.received, Unique: st.unique, Dups: st.dups, Reorders: st.reorders, Late: st.late}
 	s.ErrCodes = copyCounts(st.errCodes)
 	s.AckedByRoom = copyCounts(st.ackedByRoom)
 	w.rxMu.Unlock()
