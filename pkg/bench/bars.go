@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -14,21 +17,64 @@ import (
 // rooms of 100, ...) and every condition held; a bar whose run is missing
 // says so and does not pass.
 
-// ReadsResult is what scripts/bench-reads.sh leaves in $BENCH_OUT/reads.json
-// for bar 5 (any field it cannot measure stays out).
+// ReadsResult is bar 5's figures, from the `go test -bench` output that
+// scripts/bench-reads.sh keeps (BenchmarkReadMessages/latest-50 and every
+// BenchmarkSearch case, with p50-µs and p99-µs metrics).
 type ReadsResult struct {
-	LatestP99MS     *float64 `json:"latest50_p99_ms"`
-	LatestMessages  int64    `json:"latest_messages"` // messages stored when latest-50 was measured
-	SearchP99MS     *float64 `json:"search_p99_ms"`
-	SearchMessages  int64    `json:"search_messages"` // messages indexed when search was measured
-	Note            string   `json:"note,omitempty"`
-	LatestP50MS     *float64 `json:"latest50_p50_ms,omitempty"`
-	SearchP50MS     *float64 `json:"search_p50_ms,omitempty"`
-	LatestRequests  int64    `json:"latest_requests,omitempty"`
-	SearchRequests  int64    `json:"search_requests,omitempty"`
-	SeedSeconds     float64  `json:"seed_seconds,omitempty"`
-	ReadsCommand    string   `json:"command,omitempty"`
-	ServerReadyNote string   `json:"server,omitempty"`
+	LatestP99MS    *float64 `json:"latest50_p99_ms"`
+	LatestP50MS    *float64 `json:"latest50_p50_ms"`
+	LatestMessages int64    `json:"latest_messages"` // messages stored when latest-50 was measured
+	SearchP99MS    *float64 `json:"search_p99_ms"`   // the worst search case
+	SearchP50MS    *float64 `json:"search_p50_ms"`
+	SearchCase     string   `json:"search_case"`
+	SearchCases    int      `json:"search_cases"`
+	SearchMessages int64    `json:"search_messages"` // messages indexed when search was measured
+}
+
+// ParseReadsBench reads go test -bench output. store and index are the
+// corpus sizes the run was made with (bench-reads.sh -s and -i).
+func ParseReadsBench(r io.Reader, store, index int64) (*ReadsResult, error) {
+	out := &ReadsResult{LatestMessages: store, SearchMessages: index}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 3 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		metric := func(unit string) *float64 {
+			for i := 2; i+1 < len(f); i++ {
+				if f[i+1] == unit {
+					if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+						ms := v / 1000
+						return &ms
+					}
+				}
+			}
+			return nil
+		}
+		p50, p99 := metric("p50-µs"), metric("p99-µs")
+		if p99 == nil {
+			continue
+		}
+		name := f[0]
+		switch {
+		case strings.HasPrefix(name, "BenchmarkReadMessages/latest-50"):
+			out.LatestP50MS, out.LatestP99MS = p50, p99
+		case strings.HasPrefix(name, "BenchmarkSearch/"):
+			out.SearchCases++
+			if out.SearchP99MS == nil || *p99 > *out.SearchP99MS {
+				out.SearchP50MS, out.SearchP99MS = p50, p99
+				out.SearchCase = strings.TrimPrefix(name, "BenchmarkSearch/")
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if out.LatestP99MS == nil && out.SearchP99MS == nil {
+		return nil, errors.New("no BenchmarkReadMessages/latest-50 or BenchmarkSearch line with a p99-µs metric")
+	}
+	return out, nil
 }
 
 // BarRow is one line of the bar table.
@@ -177,7 +223,7 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 	}
 
 	const bar5 = "5 reads"
-	t5 := "latest-50 p99 < 2 ms at 10M stored; search p99 < 50 ms over 1M"
+	t5 := "latest-50 p99 < 2 ms at 10M stored; search p99 < 50 ms over 1M (embedded store, scripts/bench-reads.sh)"
 	if reads == nil {
 		rows = append(rows, notRun(bar5, t5))
 	} else {
@@ -197,7 +243,7 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 			ok = false
 			why = append(why, "search not measured")
 		} else {
-			parts = append(parts, fmt.Sprintf("search p99 %.2f ms over %d msgs", *reads.SearchP99MS, reads.SearchMessages))
+			parts = append(parts, fmt.Sprintf("search p99 %.2f ms over %d msgs (worst of %d cases: %s)", *reads.SearchP99MS, reads.SearchMessages, reads.SearchCases, reads.SearchCase))
 			ok = ok && *reads.SearchP99MS < 50 && reads.SearchMessages >= 1_000_000
 			if reads.SearchMessages < 1_000_000 {
 				why = append(why, "fewer than 1M indexed")

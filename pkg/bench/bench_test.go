@@ -339,3 +339,27 @@ func TestBars(t *testing.T) {
 		t.Errorf("table: %v\n%s", err, b.String())
 	}
 }
+
+func TestParseReadsBench(t *testing.T) {
+	out := `goos: linux
+BenchmarkReadMessages/latest-50-2         	     500	    412345 ns/op	       850.0 p50-µs	      1650 p99-µs
+BenchmarkReadMessages/before-50-2         	     500	    412345 ns/op	       900.0 p50-µs	      9999 p99-µs
+BenchmarkSearch/word-1-rooms-2            	     500	    100 ns/op	       100.0 p50-µs	      2000 p99-µs	  12 matches
+BenchmarkSearch/phrase-1000-rooms-2       	     500	    100 ns/op	       5000 p50-µs	     42000 p99-µs	  900 matches
+PASS
+`
+	r, err := ParseReadsBench(strings.NewReader(out), 10_000_000, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LatestP99MS == nil || *r.LatestP99MS != 1.65 || r.SearchP99MS == nil || *r.SearchP99MS != 42 || r.SearchCases != 2 || r.SearchCase != "phrase-1000-rooms-2" {
+		t.Fatalf("%+v", r)
+	}
+	rows := Bars(nil, nil, r, nil)
+	if rows[4].Verdict != "PASS" {
+		t.Errorf("bar 5: %+v", rows[4])
+	}
+	if _, err := ParseReadsBench(strings.NewReader("PASS\n"), 1, 1); err == nil {
+		t.Error("empty output accepted")
+	}
+}

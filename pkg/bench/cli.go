@@ -81,7 +81,9 @@ func Command() *cli.Command {
 		ArgsUsage: "RESULT.json...",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ready-ms", Usage: "comma-separated times to ready of chatd serve, in ms (bar 6)"},
-			&cli.StringFlag{Name: "reads", Usage: "reads.json of scripts/bench-reads.sh (bar 5)"},
+			&cli.StringFlag{Name: "reads", Usage: "go test -bench output kept by scripts/bench-reads.sh (its $OUT; bar 5)"},
+			&cli.Int64Flag{Name: "reads-store", Value: 10_000_000, Usage: "messages stored in that run (bench-reads.sh -s)"},
+			&cli.Int64Flag{Name: "reads-index", Value: 1_000_000, Usage: "messages indexed in that run (bench-reads.sh -i)"},
 			&cli.StringFlag{Name: "selftest", Usage: "JSON of chatd bench selftest (the tool's own capacity)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -103,10 +105,11 @@ func Command() *cli.Command {
 			}
 			var reads *ReadsResult
 			if f := c.String("reads"); f != "" {
-				if _, err := os.Stat(f); err == nil {
-					reads = &ReadsResult{}
-					if err := readJSONFile(f, reads); err != nil {
-						return err
+				if rf, err := os.Open(f); err == nil {
+					reads, err = ParseReadsBench(rf, c.Int64("reads-store"), c.Int64("reads-index"))
+					rf.Close()
+					if err != nil {
+						return fmt.Errorf("%s: %w", f, err)
 					}
 				}
 			}
