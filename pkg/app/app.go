@@ -207,6 +207,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))
 		m.addRunner("grpc", srv.Run)
 	}
+	if err := m.openDebug(); err != nil {
+		return err
+	}
 	return m.openHTTP(ctx)
 }
 

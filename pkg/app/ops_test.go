@@ -1,8 +1,10 @@
 package app_test
 
 import (
+	"net"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -93,4 +95,25 @@ func TestReadinessFollowsBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "readyz to recover with redis back", func() bool { return ready() == 200 })
+}
+
+// debug.pprof_addr serves pprof on its own listener, never on the public one.
+func TestPprofOptIn(t *testing.T) {
+	off := startServer(t, "", nil)
+	if r := do(t, "GET", off.base+"/debug/pprof/", "", nil); r.status == 200 {
+		t.Fatal("pprof answers on the public listener")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	on := startServer(t, "", map[string]string{"debug.pprof_addr": addr})
+	if r := do(t, "GET", "http://"+addr+"/debug/pprof/goroutine?debug=1", "", nil); r.status != 200 || !strings.Contains(string(r.body), "goroutine profile") {
+		t.Fatalf("pprof: %d %.100s", r.status, r.body)
+	}
+	if r := do(t, "GET", on.base+"/debug/pprof/", "", nil); r.status == 200 {
+		t.Fatal("pprof answers on the public listener")
+	}
 }

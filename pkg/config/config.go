@@ -47,6 +47,14 @@ type Config struct {
 	Elasticsearch Elasticsearch `koanf:"elasticsearch"`
 	Redis         Redis         `koanf:"redis"`
 	GRPC          GRPC          `koanf:"grpc"`
+	Debug         Debug         `koanf:"debug"`
+}
+
+// Debug holds operator diagnostics, off by default.
+type Debug struct {
+	// PprofAddr serves net/http/pprof on its own listener (keep it on
+	// loopback or a private network); empty: off.
+	PprofAddr string `koanf:"pprof_addr"`
 }
 
 // Log is the process log.
@@ -349,6 +357,11 @@ func (c Config) Validate() error {
 	}
 	if !slices.Contains([]string{"auto", "text", "json"}, c.Log.Format) {
 		return bad("log.format", "must be auto, text or json")
+	}
+	if c.Debug.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.Debug.PprofAddr); err != nil {
+			return bad("debug.pprof_addr", "must be host:port or empty: %v", err)
+		}
 	}
 	if c.Has("gateway") {
 		if _, _, err := net.SplitHostPort(c.HTTP.Addr); err != nil {
