@@ -222,52 +222,64 @@ func TestSearchRoomShapes(t *testing.T) {
 		{"many of many, scattered", append(roomRange(0, roomsPerQuery/2+1), roomRange(rooms-roomsPerQuery, rooms)...), 0},
 		{"many of many by author", roomRange(0, rooms-roomsPerQuery-1), 1},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			want := map[chat.ID]bool{}
-			var newest []chat.Message
-			for _, m := range slices.Backward(msgs) {
-				if slices.Contains(tc.rooms, m.RoomID) && (tc.user == 0 || m.UserID == tc.user) {
-					want[m.ID] = true
-					newest = append(newest, m)
-				}
+		for _, probe := range []bool{true, false} {
+			name := tc.name
+			if !probe {
+				// Every shape, however few the matches.
+				name += ", no probe"
 			}
-			// The ranked window puts the better matches of the newest
-			// first.
-			doubles := 0
-			for _, m := range newest[:min(rankWindow, len(newest))] {
-				if m.Body == "needle needle" {
-					doubles++
+			t.Run(name, func(t *testing.T) {
+				if !probe {
+					old := fewMatches
+					fewMatches = 0
+					defer func() { fewMatches = old }()
 				}
-			}
-			q := chat.SearchQuery{Text: "needle", RoomIDs: tc.rooms, UserID: tc.user, Limit: 200}
-			seen := map[chat.ID]bool{}
-			var pos int
-			for page := 0; ; page++ {
-				res, err := s.Search(ctx, q)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if res.Total != int64(len(want)) {
-					t.Fatalf("page %d: Total %d, want %d", page, res.Total, len(want))
-				}
-				for _, h := range res.Hits {
-					if !want[h.Message.ID] || seen[h.Message.ID] {
-						t.Fatalf("page %d: hit %d unwanted or repeated", page, h.Message.ID)
+				want := map[chat.ID]bool{}
+				var newest []chat.Message
+				for _, m := range slices.Backward(msgs) {
+					if slices.Contains(tc.rooms, m.RoomID) && (tc.user == 0 || m.UserID == tc.user) {
+						want[m.ID] = true
+						newest = append(newest, m)
 					}
-					seen[h.Message.ID] = true
-					if (pos < doubles) != (h.Message.Body == "needle needle") && pos < rankWindow {
-						t.Fatalf("hit %d at %d is %q, want the better match first", h.Message.ID, pos, h.Message.Body)
+				}
+				// The ranked window puts the better matches of the newest
+				// first.
+				doubles := 0
+				for _, m := range newest[:min(rankWindow, len(newest))] {
+					if m.Body == "needle needle" {
+						doubles++
 					}
-					pos++
 				}
-				if res.NextCursor == "" {
-					break
+				q := chat.SearchQuery{Text: "needle", RoomIDs: tc.rooms, UserID: tc.user, Limit: 200}
+				seen := map[chat.ID]bool{}
+				var pos int
+				for page := 0; ; page++ {
+					res, err := s.Search(ctx, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if res.Total != int64(len(want)) {
+						t.Fatalf("page %d: Total %d, want %d", page, res.Total, len(want))
+					}
+					for _, h := range res.Hits {
+						if !want[h.Message.ID] || seen[h.Message.ID] {
+							t.Fatalf("page %d: hit %d unwanted or repeated", page, h.Message.ID)
+						}
+						seen[h.Message.ID] = true
+						if (pos < doubles) != (h.Message.Body == "needle needle") && pos < rankWindow {
+							t.Fatalf("hit %d at %d is %q, want the better match first", h.Message.ID, pos, h.Message.Body)
+						}
+						pos++
+					}
+					if res.NextCursor == "" {
+						break
+					}
+					q.Cursor = res.NextCursor
 				}
-				q.Cursor = res.NextCursor
-			}
-			if len(seen) != len(want) {
-				t.Fatalf("paging found %d of %d", len(seen), len(want))
-			}
-		})
+				if len(seen) != len(want) {
+					t.Fatalf("paging found %d of %d", len(seen), len(want))
+				}
+			})
+		}
 	}
 }

@@ -42,6 +42,11 @@ const rankWindow = 1000
 // and checks each match's room in docs.
 var roomsPerQuery = 64
 
+// Searches that would OR more than fewRooms rooms' words first read the
+// matches in all rooms, up to fewMatches; when there are fewer, they keep
+// those in the rooms asked for, by docs, and need no other query.
+var fewRooms, fewMatches = 4, 2000
+
 // Search is the search index of the index and query roles: history by time
 // range and full-text search on SQLite FTS5.
 type Search struct {
@@ -385,7 +390,7 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		}
 		upTo = maxID.Int64
 	}
-	match, rooms, err := s.matchExpr(ctx, tx, terms, q)
+	match, rooms, probe, err := s.matchExpr(ctx, tx, terms, q)
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
@@ -412,13 +417,32 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	}
 	args[0] = sql.Named("match", match)
 
+	// all is every match, when the probe found them.
+	var all []int64
+	if probe != "" {
+		ids, err := queryInts(ctx, stmtQuerier{tx.StmtContext(ctx, s.tail[0][0])}, "", sql.Named("match", probe),
+			sql.Named("lo", lo), sql.Named("hi", hi), sql.Named("lim", fewMatches), sql.Named("off", 0))
+		if err != nil {
+			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+		}
+		if len(ids) < fewMatches {
+			if all, err = s.inRooms(ctx, tx, ids, q); err != nil {
+				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+			}
+		}
+	}
+
 	// The newest rankWindow matches, and the count.
-	window, err := queryInts(ctx, tail, "", append(args, sql.Named("lim", rankWindow), sql.Named("off", 0))...)
-	if err != nil {
+	var window []int64
+	if all != nil {
+		window = slices.Clone(all[:min(len(all), rankWindow)])
+	} else if window, err = queryInts(ctx, tail, "", append(args, sql.Named("lim", rankWindow), sql.Named("off", 0))...); err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
 	res.Total = int64(len(window))
-	if len(window) == rankWindow {
+	if all != nil {
+		res.Total = int64(len(all))
+	} else if len(window) == rankWindow {
 		// Only a full window leaves matches to count.
 		if err := count.QueryRowContext(ctx, args...).Scan(&res.Total); err != nil {
 			return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
@@ -434,11 +458,15 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	page = append(page, window[min(int64(len(window)), offset):min(int64(len(window)), end)]...)
 	if start := max(offset, rankWindow); end > start && res.Total > start {
 		// Past the window the matches follow newest first.
-		older, err := queryInts(ctx, tail, "", append(args, sql.Named("lim", end-start), sql.Named("off", start))...)
-		if err != nil {
-			return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+		if all != nil {
+			page = append(page, all[min(int64(len(all)), start):min(int64(len(all)), end)]...)
+		} else {
+			older, err := queryInts(ctx, tail, "", append(args, sql.Named("lim", end-start), sql.Named("off", start))...)
+			if err != nil {
+				return chat.SearchResult{}, fmt.Errorf("search: %w", err)
+			}
+			page = append(page, older...)
 		}
-		page = append(page, older...)
 	}
 	if len(page) == 0 {
 		return res, nil
@@ -468,6 +496,35 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		res.NextCursor = encodeCursor("s", next, upTo)
 	}
 	return res, nil
+}
+
+// inRooms returns those of ids, matches in all rooms, that are in q's
+// rooms and time range, newest first.
+func (s *Search) inRooms(ctx context.Context, tx *sql.Tx, ids []int64, q chat.SearchQuery) ([]int64, error) {
+	if len(ids) == 0 {
+		return []int64{}, nil
+	}
+	list := make([]string, len(ids))
+	for i, id := range ids {
+		list[i] = strconv.FormatInt(id, 10)
+	}
+	rooms := make([]string, len(q.RoomIDs))
+	for i, id := range q.RoomIDs {
+		rooms[i] = strconv.FormatInt(int64(id), 10)
+	}
+	query := `SELECT d.id FROM docs d WHERE d.id IN (SELECT value FROM json_each(?1))
+		AND d.room_id IN (SELECT value FROM json_each(?2))`
+	args := []any{"[" + strings.Join(list, ",") + "]", "[" + strings.Join(rooms, ",") + "]"}
+	if !q.From.IsZero() || !q.To.IsZero() {
+		tlo, thi := timeRange(q.From, q.To)
+		query += ` AND EXISTS (SELECT 1 FROM messages x WHERE x.id = d.id AND x.created_at >= ?3 AND x.created_at < ?4)`
+		args = append(args, tlo, thi)
+	}
+	out, err := queryInts(ctx, tx, query+` ORDER BY d.id DESC`, args...)
+	if out == nil && err == nil {
+		out = []int64{}
+	}
+	return out, err
 }
 
 // BM25's parameters, as FTS5's bm25 has them.
@@ -551,9 +608,10 @@ func termAt(t chat.SearchTerm, words []string, at int) bool {
 }
 
 // matchExpr returns the FTS5 query for terms in q's rooms by q's author
-// ("" if no room asked for has a message), and the rooms as a JSON array
-// when the matches must also be checked against them in docs.
-func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchTerm, q chat.SearchQuery) (expr, docsRooms string, err error) {
+// ("" if no room asked for has a message), the rooms as a JSON array when
+// the matches must also be checked against them in docs, and the query in
+// all rooms when Search should first try checking those matches in docs.
+func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchTerm, q chat.SearchQuery) (expr, docsRooms, probe string, err error) {
 	rooms := uniqueIDs(q.RoomIDs)
 	ids := make([]string, len(rooms))
 	for i, id := range rooms {
@@ -564,11 +622,11 @@ func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchT
 	list := "[" + strings.Join(ids, ",") + "]"
 	in, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
 	if err != nil || len(in) == 0 {
-		return "", "", err
+		return "", "", "", err
 	}
 	var all int64
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM rooms`).Scan(&all); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	author := ""
 	if q.UserID != 0 {
@@ -576,23 +634,31 @@ func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchT
 	}
 	words := `words : (` + wordsExpr(terms) + `)` + author
 	others := int(all) - len(in)
+	if others > 0 && min(len(in), others) > fewRooms && len(terms) == 1 && len(terms[0].Words) == 1 && !terms[0].Prefix {
+		// A room's word costs as much to open as walking a few hundred
+		// matches: Search first tries the matches in all rooms. Only for
+		// one plain word, whose matches are one list to walk; a phrase,
+		// several words or a prefix merge several, which costs more than
+		// opening the rooms' words.
+		probe = words
+	}
 	switch {
 	case others == 0:
-		return words, "", nil
+		return words, "", probe, nil
 	case len(in) <= roomsPerQuery:
 		e := roomsExpr(in, terms)
 		if author != "" {
 			e = `(` + e + `)` + author
 		}
-		return e, "", nil
+		return e, "", probe, nil
 	case others <= roomsPerQuery:
 		out, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id NOT IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
 		if err != nil {
-			return "", "", err
+			return "", "", "", err
 		}
-		return `(` + words + `) NOT ` + roomsExpr(out, terms), "", nil
+		return `(` + words + `) NOT ` + roomsExpr(out, terms), "", probe, nil
 	}
-	return words, list, nil
+	return words, list, "", nil
 }
 
 // roomsExpr matches terms in the words of any of rooms.
