@@ -100,7 +100,8 @@ func TestReadinessFollowsBackends(t *testing.T) {
 // debug.pprof_addr serves pprof on its own listener, never on the public one.
 func TestPprofOptIn(t *testing.T) {
 	off := startServer(t, "", nil)
-	if r := do(t, "GET", off.base+"/debug/pprof/", "", nil); r.status == 200 {
+	// The public listener's "/" is the web UI, which answers any path.
+	if r := do(t, "GET", off.base+"/debug/pprof/goroutine?debug=1", "", nil); strings.Contains(string(r.body), "goroutine profile") {
 		t.Fatal("pprof answers on the public listener")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -113,7 +114,7 @@ func TestPprofOptIn(t *testing.T) {
 	if r := do(t, "GET", "http://"+addr+"/debug/pprof/goroutine?debug=1", "", nil); r.status != 200 || !strings.Contains(string(r.body), "goroutine profile") {
 		t.Fatalf("pprof: %d %.100s", r.status, r.body)
 	}
-	if r := do(t, "GET", on.base+"/debug/pprof/", "", nil); r.status == 200 {
+	if r := do(t, "GET", on.base+"/debug/pprof/goroutine?debug=1", "", nil); strings.Contains(string(r.body), "goroutine profile") {
 		t.Fatal("pprof answers on the public listener")
 	}
 }
