@@ -4,7 +4,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -378,8 +377,7 @@ func (l *Log) process(ctx context.Context, log *slog.Logger, raw []jetstream.Msg
 	msgs := make([]chat.Message, 0, len(raw))
 	kept := raw[:0]
 	for _, m := range raw {
-		var msg chat.Message
-		err := json.Unmarshal(m.Data(), &msg)
+		msg, err := decodeMessage(m.Data())
 		if err == nil && (msg.ID <= 0 || msg.RoomID <= 0) {
 			err = errors.New("message without id or room")
 		}
