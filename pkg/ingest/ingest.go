@@ -332,24 +332,25 @@ func (s *Server) batcher() {
 			}
 		}()
 	}
-	batch := make([]request, 0, s.cfg.MaxBatch)
+	scratch := make([]request, 0, s.cfg.MaxBatch)
 	for r := range s.buf {
-		batch = append(batch[:0], r)
+		scratch = append(scratch[:0], r)
 	fill:
-		for len(batch) < s.cfg.MaxBatch {
+		for len(scratch) < s.cfg.MaxBatch {
 			select {
 			case r, ok := <-s.buf:
 				if !ok {
 					break fill
 				}
-				batch = append(batch, r)
+				scratch = append(scratch, r)
 			default:
 				break fill
 			}
 		}
-		// prepare keeps the slice: the next batch gets a new one.
-		f := s.prepare(batch)
-		batch = make([]request, 0, s.cfg.MaxBatch)
+		// The flight keeps its batch while the next one is gathered:
+		// copy it out at its own size (batches are small unless loaded).
+		f := s.prepare(append([]request(nil), scratch...))
+		clear(scratch) // drop references to answered requests
 		if f == nil {
 			continue
 		}
@@ -524,13 +525,14 @@ func (s *Server) complete(f *flight) {
 		frame = append(frame, `{"type":"message","message":`...)
 		frame = append(frame, b...)
 		frame = append(frame, '}')
-		out := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Data: frame, Header: nats.Header{}}
-		out.Header.Set(chat.HeaderType, "message")
-		out.Header.Set(chat.HeaderUser, m.UserID.String())
+		// The header names are in canonical form already, so the map is
+		// built directly rather than through Header.Set.
+		hdr := nats.Header{chat.HeaderType: {"message"}, chat.HeaderUser: {m.UserID.String()}}
 		if m.Nonce != "" {
 			// Lets the sender's gateway put the ack before this frame.
-			out.Header.Set(chat.HeaderNonce, m.Nonce)
+			hdr[chat.HeaderNonce] = []string{m.Nonce}
 		}
+		out := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Data: frame, Header: hdr}
 		if err := s.deps.NC.PublishMsg(out); err != nil {
 			// The message is stored and acked; live clients will get it
 			// on their next join with since.

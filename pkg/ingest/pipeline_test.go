@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"net/textproto"
 	"strings"
 	"sync"
 	"testing"
@@ -257,5 +258,15 @@ func TestPipelinedRoomOrder(t *testing.T) {
 				t.Fatalf("only %d batches: nothing was pipelined", st.Batches)
 			}
 		})
+	}
+}
+
+// Receivers look the fanout headers up with Header.Get, which canonicalizes
+// the name: the names ingest sets directly must be canonical already.
+func TestFanoutHeaderNamesAreCanonical(t *testing.T) {
+	for _, h := range []string{chat.HeaderType, chat.HeaderUser, chat.HeaderNonce} {
+		if c := textproto.CanonicalMIMEHeaderKey(h); c != h {
+			t.Errorf("header %q is not canonical (%q)", h, c)
+		}
 	}
 }
