@@ -35,6 +35,8 @@ type AccessCache struct {
 	// epoch changes at every eviction. A lookup that started before an
 	// eviction must not store what it read: it may predate the change.
 	epoch uint64
+
+	listening chan struct{} // closed once Run receives every event
 }
 
 type roomAccess struct {
@@ -56,7 +58,8 @@ func NewAccessCache(rooms chat.RoomService, nc *nats.Conn, ttl time.Duration, lo
 	if ttl <= 0 {
 		ttl = DefaultAccessTTL
 	}
-	return &AccessCache{RoomService: rooms, ttl: ttl, max: defaultMaxAccessEntries, nc: nc, log: log, rooms: map[chat.ID]*roomAccess{}}
+	return &AccessCache{RoomService: rooms, ttl: ttl, max: defaultMaxAccessEntries, nc: nc, log: log,
+		rooms: map[chat.ID]*roomAccess{}, listening: make(chan struct{})}
 }
 
 // CheckAccess answers from the cache when it holds a grant.
@@ -200,6 +203,7 @@ func (c *AccessCache) Run(ctx context.Context) error {
 	if err := c.nc.Flush(); err == nil {
 		c.reset()
 	}
+	close(c.listening)
 	<-ctx.Done()
 	_ = sub.Unsubscribe()
 	return nil
