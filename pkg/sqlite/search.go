@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -57,9 +58,10 @@ type Search struct {
 	rooms map[chat.ID]int64
 	// Read statements, prepared once; the query text is a parameter.
 	// Indexed [docs filter][exact time filter].
-	count, tail       [2][2]*sql.Stmt
-	insert, insertFTS insertStmts
-	insertDocs        insertStmts
+	count, tail [2][2]*sql.Stmt
+	insert      insertStmts
+	insertFTS   *sql.Stmt
+	insertDocs  insertStmts
 }
 
 var _ chat.SearchIndex = (*Search)(nil)
@@ -122,12 +124,16 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 		d.close()
 		return nil, fmt.Errorf("open search: %w", err)
 	}
-	if s.insertFTS, err = d.prepareInserts(ctx, func(n int) string {
-		return "INSERT INTO search_fts (rowid, words, room_words, author) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?,?),", n), ",")
-	}); err != nil {
+	// The whole batch is one statement: FTS5 writes its pending terms
+	// out as a new segment at every statement of a transaction, so a
+	// statement per chunk made several small segments per batch, each
+	// costing merges and every later search a lookup per term.
+	if s.insertFTS, err = d.w.PrepareContext(ctx, `INSERT INTO search_fts (rowid, words, room_words, author)
+		SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)`); err != nil {
 		d.close()
 		return nil, fmt.Errorf("open search: %w", err)
 	}
+	d.stmts = append(d.stmts, s.insertFTS)
 	if s.insertDocs, err = d.prepareInserts(ctx, func(n int) string {
 		return "INSERT INTO docs (id, room_id, user_id) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?),", n), ",")
 	}); err != nil {
@@ -214,26 +220,33 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 	if err != nil {
 		return fmt.Errorf("index messages: %w", err)
 	}
-	rest2 := fresh
+	left := fresh
 	for _, n := range chunks(len(fresh)) {
-		args := make([]any, 0, 4*n)
-		for _, m := range rest2[:n] {
-			// The words joined by single spaces are what the ascii
-			// tokenizer splits back into exactly these words.
-			words := chat.SearchWords(m.Body)
-			args = append(args, int64(m.ID), strings.Join(words, " "), roomWords(nums[m.RoomID], words), int64(m.UserID))
-		}
-		if _, err := s.insertFTS.in(ctx, tx, n).ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("index messages: %w", err)
-		}
-		args = args[:0]
-		for _, m := range rest2[:n] {
+		args := make([]any, 0, 3*n)
+		for _, m := range left[:n] {
 			args = append(args, int64(m.ID), int64(m.RoomID), int64(m.UserID))
 		}
 		if _, err := s.insertDocs.in(ctx, tx, n).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("index messages: %w", err)
 		}
-		rest2 = rest2[n:]
+		left = left[n:]
+	}
+	// The full-text rows go last: FTS5 writes its pending terms out as a
+	// segment whenever a later statement of the transaction begins, so
+	// any statement after this one would cost a segment more per batch.
+	rows := make([][4]any, len(fresh))
+	for i, m := range fresh {
+		// The words joined by single spaces are what the ascii tokenizer
+		// splits back into exactly these words.
+		words := chat.SearchWords(m.Body)
+		rows[i] = [4]any{int64(m.ID), strings.Join(words, " "), roomWords(nums[m.RoomID], words), int64(m.UserID)}
+	}
+	text, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("index messages: %w", err)
+	}
+	if _, err := tx.StmtContext(ctx, s.insertFTS).ExecContext(ctx, string(text)); err != nil {
+		return fmt.Errorf("index messages: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("index messages: %w", err)
