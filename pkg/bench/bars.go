@@ -29,6 +29,7 @@ type ReadsResult struct {
 	SearchCase     string   `json:"search_case"`
 	SearchCases    int      `json:"search_cases"`
 	SearchMessages int64    `json:"search_messages"` // messages indexed when search was measured
+	Partial        bool     `json:"partial"`         // the run was cut short: later cases are missing
 }
 
 // ParseReadsBench reads go test -bench output. store and index are the
@@ -82,7 +83,7 @@ type BarRow struct {
 	Bar      string `json:"bar"`
 	Target   string `json:"target"`
 	Measured string `json:"measured"`
-	Verdict  string `json:"verdict"` // PASS, FAIL, NOT RUN
+	Verdict  string `json:"verdict"` // PASS, FAIL, NOT RUN, PARTIAL
 }
 
 func verdict(ok bool) string {
@@ -165,7 +166,7 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 	} else {
 		s := r.Main()
 		var why []string
-		acked := float64(s.Acked) / max(s.SendSeconds, 1e-9)
+		acked := float64(s.Acked) / max(s.Seconds, s.SendSeconds, 1e-9) // until the last ack
 		if s.Rate < 2000 {
 			why = append(why, fmt.Sprintf("offered only %.0f/s", s.Rate))
 		} else if acked < 0.99*s.Rate {
@@ -249,7 +250,14 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 				why = append(why, "fewer than 1M indexed")
 			}
 		}
-		rows = append(rows, BarRow{bar5, t5, withWhy(strings.Join(parts, "; "), why), verdict(ok)})
+		v := verdict(ok)
+		if reads.Partial {
+			why = append(why, "partial: the run was cut short, later cases are missing")
+			if ok {
+				v = "PARTIAL" // nothing measured broke a bound, but not everything was measured
+			}
+		}
+		rows = append(rows, BarRow{bar5, t5, withWhy(strings.Join(parts, "; "), why), v})
 	}
 
 	const bar6 = "6 time to ready"

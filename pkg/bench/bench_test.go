@@ -359,6 +359,10 @@ PASS
 	if rows[4].Verdict != "PASS" {
 		t.Errorf("bar 5: %+v", rows[4])
 	}
+	r.Partial = true
+	if rows := Bars(nil, nil, r, nil); rows[4].Verdict != "PARTIAL" {
+		t.Errorf("partial bar 5: %+v", rows[4])
+	}
 	if _, err := ParseReadsBench(strings.NewReader("PASS\n"), 1, 1); err == nil {
 		t.Error("empty output accepted")
 	}

@@ -82,6 +82,7 @@ func Command() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "ready-ms", Usage: "comma-separated times to ready of chatd serve, in ms (bar 6)"},
 			&cli.StringFlag{Name: "reads", Usage: "go test -bench output kept by scripts/bench-reads.sh (its $OUT; bar 5)"},
+			&cli.BoolFlag{Name: "reads-partial", Usage: "that run was cut short (a timeout): bar 5 cannot pass"},
 			&cli.Int64Flag{Name: "reads-store", Value: 10_000_000, Usage: "messages stored in that run (bench-reads.sh -s)"},
 			&cli.Int64Flag{Name: "reads-index", Value: 1_000_000, Usage: "messages indexed in that run (bench-reads.sh -i)"},
 			&cli.StringFlag{Name: "selftest", Usage: "JSON of chatd bench selftest (the tool's own capacity)"},
@@ -111,6 +112,7 @@ func Command() *cli.Command {
 					if err != nil {
 						return fmt.Errorf("%s: %w", f, err)
 					}
+					reads.Partial = c.Bool("reads-partial")
 				}
 			}
 			var self *SelfTestResult

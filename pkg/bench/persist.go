@@ -22,7 +22,7 @@ import (
 type Persist struct {
 	OfferedRate float64             `json:"offered_rate"`
 	SentRate    float64             `json:"sent_rate"`  // sends written per second of the send phase
-	AckedRate   float64             `json:"acked_rate"` // acks per second of the send phase
+	AckedRate   float64             `json:"acked_rate"` // acks per second, until the last ack
 	Lag         map[string]*LagStat `json:"lag"`        // by consumer group (store, index)
 	Samples     int                 `json:"samples"`
 	ScrapeErrs  int                 `json:"scrape_errors"`
@@ -92,13 +92,18 @@ func runPersist(ctx context.Context, a *api, p pool, pubs int, specs []connSpec,
 	s.OK = s.Lost == 0 && s.Tally.Dups == 0 && s.SendErrors == 0
 	res.Steps, res.LastGood = append(res.Steps, s), 0
 	pr := &Persist{OfferedRate: o.Rate}
+	// Sent over the send phase; acked over the time the acks took (the
+	// send phase, or until the last ack if the server fell behind).
 	if s.SendSeconds > 0 {
-		pr.SentRate, pr.AckedRate = float64(s.Sent)/s.SendSeconds, float64(s.Acked)/s.SendSeconds
+		pr.SentRate = float64(s.Sent) / s.SendSeconds
 	}
+	if d := max(s.Seconds, s.SendSeconds); d > 0 {
+		pr.AckedRate = float64(s.Acked) / d
+	}
+	stopSampler() // the wait below samples by itself, more often
 	say("waiting up to %s for the store and index to catch up", o.LagWait)
-	pr.CaughtUp = ls.waitZero(ctx, time.Now().Add(o.LagWait))
+	pr.CaughtUp = ls.waitZero(ctx, time.Now().Add(o.LagWait), min(o.Sample, 250*time.Millisecond))
 	pr.CatchUpSecs = time.Since(sendEnd).Seconds()
-	stopSampler()
 	ls.mu.Lock()
 	pr.Lag, pr.Samples, pr.ScrapeErrs, pr.AppendedBy = ls.lag, ls.samples, ls.errors, ls.appendedBy
 	pr.NoLagMetric = len(ls.lag) == 0
@@ -117,7 +122,7 @@ func runPersist(ctx context.Context, a *api, p pool, pubs int, specs []connSpec,
 		return err
 	}
 	say("reading back %d acked messages", len(acks))
-	sc, err := verifyStored(ctx, a, specs[0].Token, acks, time.Now().Add(max(30*time.Second, o.LagWait/2)), say)
+	sc, err := verifyStored(ctx, a, roomTokens(specs), acks, time.Now().Add(max(30*time.Second, o.LagWait/2)), say)
 	if err != nil {
 		return err
 	}
@@ -126,6 +131,17 @@ func runPersist(ctx context.Context, a *api, p pool, pubs int, specs []connSpec,
 		res.Steps[0].OK = false
 	}
 	return nil
+}
+
+// roomTokens is, for each room, the session of a connection in it (a member).
+func roomTokens(specs []connSpec) map[string]string {
+	out := map[string]string{}
+	for _, s := range specs {
+		if _, ok := out[s.Room]; !ok {
+			out[s.Room] = s.Token
+		}
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -292,8 +308,10 @@ func (l *lagSampler) behind(now time.Time, committed float64) float64 {
 	return max(0, now.Sub(at).Seconds())
 }
 
-// waitZero waits until a scrape shows every group at lag 0, or deadline.
-func (l *lagSampler) waitZero(ctx context.Context, deadline time.Time) bool {
+// waitZero scrapes every interval until a scrape shows every group at lag
+// 0, or deadline. The sampler's own loop must be stopped: scrapes go into
+// the series in time order.
+func (l *lagSampler) waitZero(ctx context.Context, deadline time.Time, every time.Duration) bool {
 	for {
 		l.mu.Lock()
 		zero := len(l.current) > 0
@@ -309,7 +327,7 @@ func (l *lagSampler) waitZero(ctx context.Context, deadline time.Time) bool {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return false
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(every)
 		l.sample(ctx)
 	}
 }
@@ -386,7 +404,7 @@ func (a *api) metrics(ctx context.Context) ([]promSample, error) {
 // verifyStored reads back the history of every room with an acked message
 // until each acked message ID is stored exactly once, or deadline. Rooms
 // that were complete are not read again.
-func verifyStored(ctx context.Context, a *api, token string, acks []ackRec, deadline time.Time, say func(string, ...any)) (*StoreCheck, error) {
+func verifyStored(ctx context.Context, a *api, tokens map[string]string, acks []ackRec, deadline time.Time, say func(string, ...any)) (*StoreCheck, error) {
 	byRoom := map[string][]ackRec{}
 	for _, k := range acks {
 		byRoom[k.Room] = append(byRoom[k.Room], k)
@@ -416,7 +434,7 @@ func verifyStored(ctx context.Context, a *api, token string, acks []ackRec, dead
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				msgs, pages, err := a.roomHistory(ctx, token, room)
+				msgs, pages, err := a.roomHistory(ctx, tokens[room], room)
 				var rc roomCheck
 				rc.pages = int64(pages)
 				if err == nil {

@@ -429,7 +429,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				return nil, err
 			}
 			say("reading back every acked message")
-			sc, err := verifyStored(ctx, a, specs[0].Token, acks, time.Now().Add(30*time.Second), say)
+			sc, err := verifyStored(ctx, a, roomTokens(specs), acks, time.Now().Add(30*time.Second), say)
 			if err != nil {
 				return nil, err
 			}
