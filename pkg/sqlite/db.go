@@ -118,9 +118,12 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys("+strconv.FormatBool(foreignKeys)+")")
 	// Larger page cache and memory-mapped reads keep hot index pages out of
-	// the syscall path.
+	// the syscall path. The map covers up to 2 GB (SQLite's default cap),
+	// the message store of about 15 million messages: with a smaller map
+	// a read past it was a pread into one connection's own cache, which
+	// the next read, on another pooled connection, missed.
 	q.Add("_pragma", "cache_size(-32000)")
-	q.Add("_pragma", "mmap_size(268435456)")
+	q.Add("_pragma", "mmap_size(2147418112)")
 	q.Add("_pragma", "temp_store(MEMORY)")
 	wq := url.Values{}
 	for k, v := range q {
