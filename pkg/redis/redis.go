@@ -82,7 +82,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
 			client, server := memConnPair()
 			srv.ServeConn(server)
 			return client, nil
-		}}
+		},
+			// RESP2: go-redis then skips its per-reply check for RESP3
+			// push notifications, which miniredis never sends.
+			Protocol:        2,
+			DisableIdentity: true,
+		}
 	} else {
 		var err error
 		opt, err = goredis.ParseURL(cfg.URL)
