@@ -7,7 +7,7 @@ test:
 # Every `chatd bench` scenario against a freshly started chatd (server on CPU 0,
 # load on CPU 1); prints the table. Sizes: see scripts/bench.sh.
 # Bounded: each scenario under timeout, the whole run within BENCH_BUDGET
-# (default 18 min); BENCH_SKIP_READS=1 leaves out scripts/bench-reads.sh.
+# (default 17 min); BENCH_SKIP_READS=1 leaves out scripts/bench-reads.sh.
 bench:
 	bash scripts/bench.sh
 

@@ -8,7 +8,7 @@
 # machine has two CPUs or more. Send and login limits are off on the server
 # (a benchmark sends far faster than one person). Traffic goes to 127.0.0.1
 # only. Every scenario runs under `timeout`, and the whole script under a
-# budget (BENCH_BUDGET seconds, default 1080 = 18 min): a scenario that
+# budget (BENCH_BUDGET seconds, default 1020 = 17 min): a scenario that
 # would start past it is skipped and shows as NOT RUN.
 #
 # Sizes are the bars' and can be lowered through the environment while
@@ -37,7 +37,7 @@ PERSIST_RATE=${PERSIST_RATE:-10000}          # bar 4
 PERSIST_DURATION=${PERSIST_DURATION:-60s}
 PERSIST_ROOMS=${PERSIST_ROOMS:-100}
 DURATION=${BENCH_DURATION:-5s}               # each fanout step, chat
-BUDGET=${BENCH_BUDGET:-1080}
+BUDGET=${BENCH_BUDGET:-1020}
 READS_TIMEOUT=${BENCH_READS_TIMEOUT:-600}
 ONLY=${BENCH_ONLY:-ready idle fanout chat connect durable persist selftest reads}
 BENCH_OUT=${BENCH_OUT:-$(mktemp -d /tmp/chatd-bench.XXXXXX)}
