@@ -59,14 +59,6 @@ func isLoopback(host string) bool {
 	return true
 }
 
-// wsURL turns the server URL into the WebSocket endpoint.
-func wsURL(base string) string {
-	if strings.HasPrefix(base, "https://") {
-		return "wss://" + strings.TrimPrefix(base, "https://") + "/api/v1/ws"
-	}
-	return "ws://" + strings.TrimPrefix(base, "http://") + "/api/v1/ws"
-}
-
 // apiError is a non-2xx answer.
 type apiError struct {
 	Status int
