@@ -58,11 +58,12 @@ type conn struct {
 	ops     []request
 	working bool // a worker goroutine is running ops
 
-	pinger *time.Timer // guarded by closeMu
-	expiry *time.Timer // session expiry; nil if it never expires
-	bad    int         // invalid frames in a row (reader only)
+	pinging  atomic.Bool // a ping waits for its pong
+	pingTick uint64      // the ping loop's tick when it opened
+	expiry   *time.Timer // session expiry; nil if it never expires
+	bad      int         // invalid frames in a row (reader only)
 
-	rooms map[chat.ID]*room // guarded by g.mu
+	rooms []*room // joined rooms, guarded by g.mu (a slice: most sockets are in one room)
 
 	typingAt map[chat.ID]time.Time // worker only; made on first use
 
@@ -92,7 +93,6 @@ func newConn(g *Gateway, caller chat.Caller) *conn {
 		g:      g,
 		id:     g.nextID.Add(1),
 		caller: caller,
-		rooms:  make(map[chat.ID]*room),
 	}
 	c.opsCond.L = &c.opsMu
 	return c
@@ -232,9 +232,6 @@ func (c *conn) start(ws *websocket.Conn, w *wire, br *bufio.Reader, joinRoom cha
 			c.kill(websocket.StatusPolicyViolation, "session expired", true)
 		})
 	}
-	c.closeMu.Lock() // ping may run before AfterFunc returns
-	c.pinger = time.AfterFunc(c.g.cfg.PingInterval, c.ping)
-	c.closeMu.Unlock()
 	if joinRoom != 0 {
 		c.push(request{Type: typeJoin, RoomID: joinRoom})
 	}
@@ -244,9 +241,6 @@ func (c *conn) start(ws *websocket.Conn, w *wire, br *bufio.Reader, joinRoom cha
 func (c *conn) finish() {
 	// However reading ended, the rest of the connection follows.
 	c.kill(websocket.StatusNormalClosure, "", false)
-	c.closeMu.Lock()
-	c.pinger.Stop()
-	c.closeMu.Unlock()
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
@@ -360,8 +354,10 @@ func (c *conn) closeSocket() {
 	_ = c.ws.Close(code, reason)
 }
 
-// ping checks the peer is alive, then schedules the next check.
+// ping checks the peer is alive; the gateway's ping loop calls it once
+// per PingInterval, on a goroutine of its own.
 func (c *conn) ping() {
+	defer c.pinging.Store(false)
 	if c.dead.Load() {
 		return
 	}
@@ -373,13 +369,30 @@ func (c *conn) ping() {
 		// handshake either.
 		c.kill(websocket.StatusPolicyViolation, "pong timeout", false)
 		_ = c.ws.CloseNow()
-		return
 	}
-	c.closeMu.Lock()
-	if !c.dead.Load() {
-		c.pinger.Reset(c.g.cfg.PingInterval)
+}
+
+// roomOf returns the joined room id, nil if none. Caller holds g.mu.
+func (c *conn) roomOf(id chat.ID) *room {
+	for _, r := range c.rooms {
+		if r.id == id {
+			return r
+		}
 	}
-	c.closeMu.Unlock()
+	return nil
+}
+
+// dropRoom forgets room id. Caller holds g.mu.
+func (c *conn) dropRoom(id chat.ID) {
+	for i, r := range c.rooms {
+		if r.id == id {
+			last := len(c.rooms) - 1
+			c.rooms[i] = c.rooms[last]
+			c.rooms[last] = nil
+			c.rooms = c.rooms[:last]
+			return
+		}
+	}
 }
 
 // join subscribes to the room first and fetches second, holding live
@@ -389,7 +402,7 @@ func (c *conn) join(req request) {
 	g := c.g
 	uid := c.caller.User.ID
 	g.mu.Lock()
-	if _, ok := c.rooms[req.RoomID]; !ok && len(c.rooms) >= g.cfg.MaxRoomsPerConn {
+	if c.roomOf(req.RoomID) == nil && len(c.rooms) >= g.cfg.MaxRoomsPerConn {
 		g.mu.Unlock()
 		c.enqueue(errFrame(chat.Errorf(chat.EINVALID, "joined too many rooms"), req.RoomID, nil))
 		return
@@ -510,7 +523,7 @@ func isDenied(err error) bool {
 
 func (c *conn) leave(id chat.ID) {
 	c.g.mu.Lock()
-	if r := c.rooms[id]; r != nil {
+	if r := c.roomOf(id); r != nil {
 		c.g.leaveLocked(c, r)
 	}
 	c.g.mu.Unlock()

@@ -167,8 +167,9 @@ type Gateway struct {
 	deps Deps
 	log  *slog.Logger
 
-	stats  counters
-	nextID atomic.Uint64
+	stats    counters
+	nextID   atomic.Uint64
+	pingTick atomic.Uint64 // ticks of pingLoop so far
 
 	mu        sync.Mutex
 	closed    bool // Run has ended: no new connections
@@ -245,7 +246,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 		_ = sub.Unsubscribe()
 		return fmt.Errorf("subscribe control events: %w", err)
 	}
+	pingDone := make(chan struct{})
+	go func() {
+		defer close(pingDone)
+		g.pingLoop(ctx)
+	}()
 	<-ctx.Done()
+	<-pingDone
 	_ = sub.Unsubscribe()
 
 	g.mu.Lock()
@@ -256,6 +263,42 @@ func (g *Gateway) Run(ctx context.Context) error {
 	g.mu.Unlock()
 	g.wg.Wait()
 	return nil
+}
+
+// pingSlots spreads the pings of PingInterval over this many ticks.
+const pingSlots = 16
+
+// pingLoop pings every connection once per PingInterval, a slot of them
+// per tick, each on a short-lived goroutine. One loop for the process
+// costs less than a timer per socket.
+func (g *Gateway) pingLoop(ctx context.Context) {
+	t := time.NewTicker(max(g.cfg.PingInterval/pingSlots, time.Millisecond))
+	defer t.Stop()
+	var due []*conn
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		tick := g.pingTick.Add(1)
+		slot := tick % pingSlots
+		due = due[:0]
+		g.mu.Lock()
+		for c := range g.conns {
+			// A connection's first ping comes a full interval after it opened.
+			if c.id%pingSlots == slot && c.started.Load() && tick-c.pingTick >= pingSlots {
+				due = append(due, c)
+			}
+		}
+		g.mu.Unlock()
+		for _, c := range due {
+			if c.pinging.CompareAndSwap(false, true) {
+				go c.ping()
+			}
+		}
+		clear(due)
+	}
 }
 
 // serve authenticates and upgrades one connection, then runs it; it
@@ -307,6 +350,7 @@ func (g *Gateway) addConn(caller chat.Caller) (*conn, error) {
 		return nil, &chat.Error{Code: chat.ERATELIMITED, Message: "too many connections", RetryAfterMillis: 1000}
 	}
 	c := newConn(g, caller)
+	c.pingTick = g.pingTick.Load()
 	g.perUser[uid]++
 	g.conns[c] = struct{}{}
 	if caller.TokenHash != "" {
@@ -340,8 +384,8 @@ func (g *Gateway) removeConn(c *conn) {
 			delete(g.bySession, c.caller.TokenHash)
 		}
 	}
-	for _, r := range c.rooms {
-		g.leaveLocked(c, r)
+	for len(c.rooms) > 0 { // leaveLocked takes each out
+		g.leaveLocked(c, c.rooms[len(c.rooms)-1])
 	}
 	g.stats.connsCurrent.Add(-1)
 }

@@ -64,7 +64,7 @@ func (g *Gateway) joinLocked(c *conn, id chat.ID) (*room, *member, bool, error) 
 	if !existed {
 		m = &member{}
 		r.members[c] = m
-		c.rooms[id] = r
+		c.rooms = append(c.rooms, r)
 	}
 	m.joining = true
 	m.held = nil
@@ -78,7 +78,7 @@ func (g *Gateway) leaveLocked(c *conn, r *room) {
 	delete(r.members, c)
 	empty := len(r.members) == 0
 	r.mu.Unlock()
-	delete(c.rooms, r.id)
+	c.dropRoom(r.id)
 	if empty {
 		g.dropRoomLocked(r)
 	}
@@ -253,7 +253,7 @@ func (g *Gateway) evictRoom(id, user chat.ID, frame []byte) {
 	empty := len(r.members) == 0
 	r.mu.Unlock()
 	for _, c := range out {
-		delete(c.rooms, id)
+		c.dropRoom(id)
 	}
 	if empty {
 		g.dropRoomLocked(r)

@@ -33,7 +33,7 @@ import (
 const (
 	// wireReadBuffer is the library's read buffer per connection. Client
 	// frames are small; a larger payload is read past the buffer.
-	wireReadBuffer = 256
+	wireReadBuffer = 128
 	// wireWriteBuffer holds one control frame (2 + 125 bytes).
 	wireWriteBuffer = 128
 )
