@@ -172,7 +172,7 @@ type GatewayStats struct {
 	Rooms         int64 // rooms this process is subscribed to
 	Joins         int64 // successful joins
 	FramesIn      int64 // client frames read
-	FramesOut     int64 // server frames written
+	FramesOut     int64 // server frames written or queued for writing
 	BadFrames     int64 // client frames refused as invalid
 	SlowConsumers int64 // connections closed with 1013
 	Fanout        int64 // room frames queued to connections
@@ -190,7 +190,7 @@ func (m *Metrics) Gateway(stats func() GatewayStats) {
 		gauge("gateway_rooms", "Rooms this gateway is subscribed to.", func(s GatewayStats) int64 { return s.Rooms }),
 		counter("gateway_joins_total", "Successful room joins.", func(s GatewayStats) int64 { return s.Joins }),
 		counter("gateway_frames_in_total", "Client frames read.", func(s GatewayStats) int64 { return s.FramesIn }),
-		counter("gateway_frames_out_total", "Server frames written.", func(s GatewayStats) int64 { return s.FramesOut }),
+		counter("gateway_frames_out_total", "Server frames written or queued for writing.", func(s GatewayStats) int64 { return s.FramesOut }),
 		counter("gateway_bad_frames_total", "Client frames refused as invalid.", func(s GatewayStats) int64 { return s.BadFrames }),
 		counter("gateway_slow_consumer_disconnects_total", "Connections closed because they fell a whole send queue behind (1013).", func(s GatewayStats) int64 { return s.SlowConsumers }),
 		counter("gateway_deliveries_total", "Room frames queued to connections (fanout).", func(s GatewayStats) int64 { return s.Fanout }),
