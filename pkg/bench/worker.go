@@ -209,7 +209,7 @@ func RunWorker(in io.Reader, out io.Writer) error {
 			go func() {
 				defer w.bg.Done()
 				w.connect(c.Arg.Concurrency, c.Arg.MaxErrors)
-				w.reply(reply{ID: c.ID, Stats: w.stats()})
+				w.reply(reply{ID: c.ID, Stats: w.stats(true)})
 			}()
 		case "publish":
 			w.bg.Add(1)
@@ -226,11 +226,7 @@ func RunWorker(in io.Reader, out io.Writer) error {
 			w.sent.Store(0)
 			w.reply(reply{ID: c.ID})
 		case "stats":
-			if c.Arg.Counts {
-				w.reply(reply{ID: c.ID, Stats: w.counts()})
-			} else {
-				w.reply(reply{ID: c.ID, Stats: w.stats()})
-			}
+			w.reply(reply{ID: c.ID, Stats: w.stats(!c.Arg.Counts)})
 		case "acks":
 			w.rxMu.Lock()
 			acks := append([]ackRec(nil), w.rx.acks...)
@@ -252,37 +248,17 @@ func (w *worker) reply(r reply) {
 	_ = w.enc.Encode(r)
 }
 
-func (w *worker) stats() *wstats {
-	w.mu.Lock()
-	s := &wstats{
-		Connected: len(w.conns), ConnErrors: w.connErrors, FirstConnErr: w.firstErr,
-		Members: make(map[string]int, len(w.members)), ConnectHist: encodeHist(w.connectHist),
-	}
-	for k, v := range w.members {
-		s.Members[k] = v
-	}
-	w.mu.Unlock()
-	s.Sent = w.sent.Load()
-	w.rxMu.Lock()
-	st := w.rx
-	s.Dropped = w.dropped
-	s.Acked, s.SendErrors, s.Reads = st.acked, st.sendErr, st.reads
-	s.Tally = Tally{Received: st.received, Unique: st.unique, Dups: st.dups, Reorders: st.reorders, Late: st.late}
-	s.Lat, s.AckLat = encodeHist(st.lat), encodeHist(st.ackLat)
-	s.ErrCodes = copyCounts(st.errCodes)
-	s.AckedByRoom = copyCounts(st.ackedByRoom)
-	w.rxMu.Unlock()
-	return s
-}
-
-// counts is stats without the histograms, whose encoding costs about a
-// millisecond each.
-func (w *worker) counts() *wstats {
+// stats snapshots the worker's totals. With hists false it leaves out the
+// histograms, whose encoding costs about a millisecond each (for polling).
+func (w *worker) stats(hists bool) *wstats {
 	w.mu.Lock()
 	s := &wstats{Connected: len(w.conns), ConnErrors: w.connErrors, FirstConnErr: w.firstErr, Members: make(map[string]int, len(w.members))}
 	for k, v := range w.members {
 		s.Members[k] = v
 	}
+	if hists {
+		s.ConnectHist = encodeHist(w.connectHist)
+	}
 	w.mu.Unlock()
 	s.Sent = w.sent.Load()
 	w.rxMu.Lock()
@@ -290,6 +266,9 @@ func (w *worker) counts() *wstats {
 	s.Dropped = w.dropped
 	s.Acked, s.SendErrors, s.Reads = st.acked, st.sendErr, st.reads
 	s.Tally = Tally{Received: st.received, Unique: st.unique, Dups: st.dups, Reorders: st.reorders, Late: st.late}
+	if hists {
+		s.Lat, s.AckLat = encodeHist(st.lat), encodeHist(st.ackLat)
+	}
 	s.ErrCodes = copyCounts(st.errCodes)
 	s.AckedByRoom = copyCounts(st.ackedByRoom)
 	w.rxMu.Unlock()
