@@ -5,6 +5,12 @@ import (
 	"unicode/utf8"
 )
 
+// JSON returns m's public JSON object (AppendJSON into a buffer sized for it).
+func (m Message) JSON() []byte { return m.AppendJSON(make([]byte, 0, jsonSizeHint+len(m.Body))) }
+
+// jsonSizeHint is the bytes of a message's JSON apart from its body.
+const jsonSizeHint = 160
+
 // AppendJSON appends m's public JSON object (API.md), byte for byte what
 // MarshalJSON gives, without encoding/json's reflection and re-validation:
 // a send encodes its message several times (log entry, nonce claim, recent

@@ -126,7 +126,7 @@ type messageJSON struct {
 
 // MarshalJSON writes the public message object of API.md.
 func (m Message) MarshalJSON() ([]byte, error) {
-	return m.AppendJSON(make([]byte, 0, 160+len(m.Body))), nil
+	return m.JSON(), nil
 }
 
 // UnmarshalJSON reads the public message object.

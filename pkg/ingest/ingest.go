@@ -496,7 +496,7 @@ func (s *Server) complete(f *flight) {
 		if encoded == nil {
 			encoded = make(map[*chat.Message][]byte, len(f.batch))
 		}
-		b := encodeMessage(*p)
+		b := p.JSON()
 		encoded[p] = b
 		return b
 	}
@@ -550,10 +550,6 @@ func (s *Server) failAll(batch []request, err error) {
 		}
 		s.respondErr(r.reply, err)
 	}
-}
-
-func encodeMessage(m chat.Message) []byte {
-	return m.AppendJSON(make([]byte, 0, 160+len(m.Body)))
 }
 
 func (s *Server) respondMsg(reply string, msgJSON []byte) {

@@ -217,7 +217,7 @@ func (l *Log) AppendAsync(ctx context.Context, msgs []chat.Message) (wait func()
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
 	var err error
 	for i := range msgs {
-		data := msgs[i].AppendJSON(make([]byte, 0, 160+len(msgs[i].Body)))
+		data := msgs[i].JSON()
 		m := &nats.Msg{Subject: l.subject(msgs[i].RoomID), Data: data, Header: nats.Header{}}
 		var f jetstream.PubAckFuture
 		f, err = l.js.PublishMsgAsync(m,

@@ -235,7 +235,7 @@ func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.D
 			seen = make(map[string]int, len(msgs))
 		}
 		seen[k] = i
-		b := m.AppendJSON(make([]byte, 0, 160+len(m.Body)))
+		b := m.JSON()
 		claims = append(claims, claim{i: i, key: k, set: pipe.SetNX(ctx, k, b, ttl)})
 	}
 	if len(claims) == 0 {
