@@ -64,13 +64,9 @@ func Command() *cli.Command {
 		Usage:     "print one table from the JSON files of several runs",
 		ArgsUsage: "FILE...",
 		Action: func(c *cli.Context) error {
-			var all []*Result
-			for _, f := range c.Args().Slice() {
-				rs, err := ReadJSON(f)
-				if err != nil {
-					return err
-				}
-				all = append(all, rs...)
+			all, err := readAll(c.Args().Slice())
+			if err != nil {
+				return err
 			}
 			return WriteTable(c.App.Writer, all)
 		},
@@ -88,13 +84,9 @@ func Command() *cli.Command {
 			&cli.StringFlag{Name: "selftest", Usage: "JSON of chatd bench selftest (the tool's own capacity)"},
 		},
 		Action: func(c *cli.Context) error {
-			var all []*Result
-			for _, f := range c.Args().Slice() {
-				rs, err := ReadJSON(f)
-				if err != nil {
-					return err
-				}
-				all = append(all, rs...)
+			all, err := readAll(c.Args().Slice())
+			if err != nil {
+				return err
 			}
 			var ready []float64
 			for _, f := range strings.FieldsFunc(c.String("ready-ms"), func(r rune) bool { return r == ',' || r == ' ' }) {

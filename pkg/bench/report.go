@@ -152,3 +152,16 @@ func ReadJSON(path string) ([]*Result, error) {
 	}
 	return rs, nil
 }
+
+// readAll reads and concatenates the results of several WriteJSON files.
+func readAll(paths []string) ([]*Result, error) {
+	var all []*Result
+	for _, f := range paths {
+		rs, err := ReadJSON(f)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, rs...)
+	}
+	return all, nil
+}
