@@ -142,13 +142,9 @@ func WriteJSON(path string, results []*Result) error {
 
 // ReadJSON reads results written by WriteJSON.
 func ReadJSON(path string) ([]*Result, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var rs []*Result
-	if err := json.Unmarshal(b, &rs); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if err := readJSONFile(path, &rs); err != nil {
+		return nil, err
 	}
 	return rs, nil
 }
