@@ -23,7 +23,8 @@ const opsQueue = 32
 
 // conn is one WebSocket connection. An idle connection costs one goroutine
 // (its reader) and no buffers beyond the library's small ones: the worker
-// and the flusher run only while there is work, and pings are timers.
+// and the flusher run only while there is work, and the gateway's ping loop
+// pings it.
 type conn struct {
 	g      *Gateway
 	id     uint64

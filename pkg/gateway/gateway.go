@@ -5,8 +5,8 @@
 //
 // Each connection has one goroutine of its own, its reader. A worker that
 // runs requests (join, leave, send, typing) in order, and a flusher that
-// writes a backlog of frames, run only while there is work; pings are
-// timers. Room frames are framed once per message and written to each
+// writes a backlog of frames, run only while there is work; one loop per
+// process pings them all. Room frames are framed once per message and written to each
 // member's socket without blocking (see wire.go). Nothing that fans out
 // ever blocks on a connection: a connection whose queue is full is closed
 // with 1013 instead.
@@ -301,9 +301,9 @@ func (g *Gateway) pingLoop(ctx context.Context) {
 	}
 }
 
-// serve authenticates and upgrades one connection, then runs it; it
-// returns when the connection is fully closed. room, if set, is joined at
-// once.
+// serve authenticates and upgrades one connection and hands it to a
+// goroutine of its own (serveConn), which g.wg counts until the connection
+// is fully closed. room, if set, is joined at once.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, room chat.ID) {
 	token := httpx.Token(r, true)
 	if token == "" {
