@@ -73,7 +73,7 @@ const (
 // wire is the net.Conn handed to coder/websocket.
 type wire struct {
 	net.Conn
-	direct  directWriter // nil: always queue
+	raw     *rawSocket // nil: always queue, and wait for input in the library
 	timeout time.Duration
 	onError func(error) // called once, from the flusher, on a write error
 
@@ -91,7 +91,7 @@ type wire struct {
 }
 
 func newWire(nc net.Conn, leftover []byte, timeout time.Duration, onError func(error)) *wire {
-	w := &wire{Conn: nc, timeout: timeout, onError: onError, direct: newDirectWriter(nc)}
+	w := &wire{Conn: nc, timeout: timeout, onError: onError, raw: newRawSocket(nc)}
 	if len(leftover) > 0 {
 		w.leftover = leftover
 	}
@@ -112,15 +112,15 @@ func (w *wire) Read(p []byte) (int, error) {
 }
 
 // send writes or queues one ready frame (shared, never modified) without
-// blocking. max bounds the queue in frames.
-func (w *wire) send(frame []byte, max int) sendResult {
+// blocking. limit bounds the queue in frames.
+func (w *wire) send(frame []byte, limit int) sendResult {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.err != nil {
 		return broken
 	}
-	if !w.writing && len(w.q) == 0 && w.direct != nil {
-		n, err := w.direct.tryWrite(frame)
+	if !w.writing && len(w.q) == 0 && w.raw != nil {
+		n, err := w.raw.tryWrite(frame)
 		if err != nil {
 			w.fail(err)
 			return broken
@@ -130,7 +130,7 @@ func (w *wire) send(frame []byte, max int) sendResult {
 		}
 		frame = frame[n:]
 		w.partial = n > 0
-	} else if len(w.q) >= max {
+	} else if len(w.q) >= limit {
 		return full
 	}
 	w.enqueueLocked(frame)
@@ -155,8 +155,8 @@ func (w *wire) Write(p []byte) (int, error) {
 		return 0, w.err
 	}
 	b := p
-	if !w.writing && len(w.q) == 0 && w.direct != nil {
-		n, err := w.direct.tryWrite(b)
+	if !w.writing && len(w.q) == 0 && w.raw != nil {
+		n, err := w.raw.tryWrite(b)
 		if err != nil {
 			w.fail(err)
 			return 0, err
@@ -256,10 +256,11 @@ func (w *wire) Close() error {
 	return w.Conn.Close()
 }
 
-// directWriter writes without blocking: it returns how much the socket
-// took, which may be nothing.
-type directWriter interface {
-	tryWrite(b []byte) (int, error)
+// waitReadable blocks until the socket has input; see rawSocket.
+func (w *wire) waitReadable() {
+	if w.raw != nil && len(w.leftover) == 0 {
+		w.raw.waitReadable()
+	}
 }
 
 // wireHijacker hands coder/websocket a wire instead of the raw connection,

@@ -7,10 +7,12 @@ import (
 	"syscall"
 )
 
-// rawWriter writes to the socket's descriptor once, without waiting for
-// it to become writable (Go's sockets are non-blocking). Its state lives
-// in the struct, so a write allocates nothing; wire.mu serializes it.
-type rawWriter struct {
+// rawSocket works on the socket's descriptor directly: tryWrite writes
+// once without waiting for it to become writable (Go's sockets are
+// non-blocking), and waitReadable waits for input without reading it. Its
+// state lives in the struct, so neither allocates; wire.mu serializes
+// writes, and only the connection's reader waits.
+type rawSocket struct {
 	rc    syscall.RawConn
 	fn    func(fd uintptr) bool // w.write, bound once
 	b     []byte
@@ -20,7 +22,7 @@ type rawWriter struct {
 	peek  func(fd uintptr) bool
 }
 
-func newDirectWriter(nc net.Conn) directWriter {
+func newRawSocket(nc net.Conn) *rawSocket {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -29,13 +31,13 @@ func newDirectWriter(nc net.Conn) directWriter {
 	if err != nil {
 		return nil
 	}
-	w := &rawWriter{rc: rc}
+	w := &rawSocket{rc: rc}
 	w.fn = w.write
 	w.peek = w.peekFn
 	return w
 }
 
-func (w *rawWriter) write(fd uintptr) bool {
+func (w *rawSocket) write(fd uintptr) bool {
 	for {
 		w.n, w.err = syscall.Write(int(fd), w.b)
 		if w.err != syscall.EINTR {
@@ -44,7 +46,7 @@ func (w *rawWriter) write(fd uintptr) bool {
 	}
 }
 
-func (w *rawWriter) tryWrite(b []byte) (int, error) {
+func (w *rawSocket) tryWrite(b []byte) (int, error) {
 	w.b = b
 	err := w.rc.Write(w.fn)
 	n, werr := w.n, w.err
@@ -61,7 +63,7 @@ func (w *rawWriter) tryWrite(b []byte) (int, error) {
 	return n, werr
 }
 
-func (w *rawWriter) peekFn(fd uintptr) bool {
+func (w *rawSocket) peekFn(fd uintptr) bool {
 	_, _, err := syscall.Recvfrom(int(fd), w.peekB[:], syscall.MSG_PEEK)
 	return err != syscall.EAGAIN
 }
@@ -71,10 +73,6 @@ func (w *rawWriter) peekFn(fd uintptr) bool {
 // at a shallow depth, instead of deep inside the library: an idle reader
 // then uses little of its stack, and the garbage collector shrinks the
 // stack that parsing frames grew.
-func (w *wire) waitReadable() {
-	rw, ok := w.direct.(*rawWriter)
-	if !ok || len(w.leftover) > 0 {
-		return
-	}
-	_ = rw.rc.Read(rw.peek)
+func (w *rawSocket) waitReadable() {
+	_ = w.rc.Read(w.peek)
 }
