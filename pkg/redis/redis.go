@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -371,6 +370,8 @@ func (c *Cache) RecentBefore(ctx context.Context, room, before chat.ID, limit in
 
 const idWidth = 19 // digits of the largest int64
 
+// appendPadID appends id zero-padded to idWidth digits, so the window's
+// members sort by ID.
 func appendPadID(dst []byte, id chat.ID) []byte {
 	var digits [20]byte
 	s := strconv.AppendInt(digits[:0], int64(id), 10)
@@ -380,10 +381,4 @@ func appendPadID(dst []byte, id chat.ID) []byte {
 	return append(dst, s...)
 }
 
-func padID(id chat.ID) string {
-	s := id.String()
-	if len(s) >= idWidth {
-		return s
-	}
-	return strings.Repeat("0", idWidth-len(s)) + s
-}
+func padID(id chat.ID) string { return string(appendPadID(make([]byte, 0, idWidth), id)) }
