@@ -124,19 +124,25 @@ func nextFrame(b []byte) (fin bool, op byte, payload []byte, n int, err error) {
 	return fin, op, payload, h + int(l), nil
 }
 
+// appendHeader appends a final frame's header for a payload of l bytes;
+// mask is 0x80 for a masked (client) frame, 0 for a server's.
+func appendHeader(dst []byte, op byte, l int, mask byte) []byte {
+	dst = append(dst, 0x80|op)
+	switch {
+	case l < 126:
+		return append(dst, mask|byte(l))
+	case l <= 0xFFFF:
+		return append(dst, mask|126, byte(l>>8), byte(l))
+	default:
+		dst = append(dst, mask|127)
+		return binary.BigEndian.AppendUint64(dst, uint64(l))
+	}
+}
+
 // appendClientFrame appends one whole client frame (FIN set, masked with a
 // fresh key as RFC 6455 requires of clients).
 func appendClientFrame(dst []byte, op byte, payload []byte) []byte {
-	dst = append(dst, 0x80|op)
-	switch l := len(payload); {
-	case l < 126:
-		dst = append(dst, 0x80|byte(l))
-	case l <= 0xFFFF:
-		dst = append(dst, 0x80|126, byte(l>>8), byte(l))
-	default:
-		dst = append(dst, 0x80|127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(l))
-	}
+	dst = appendHeader(dst, op, len(payload), 0x80)
 	var k [4]byte
 	binary.LittleEndian.PutUint32(k[:], rand.Uint32())
 	dst = append(dst, k[:]...)
@@ -151,17 +157,7 @@ func appendClientFrame(dst []byte, op byte, payload []byte) []byte {
 // appendServerFrame appends an unmasked frame, as a server sends it (the
 // self-test sender).
 func appendServerFrame(dst []byte, op byte, payload []byte) []byte {
-	dst = append(dst, 0x80|op)
-	switch l := len(payload); {
-	case l < 126:
-		dst = append(dst, byte(l))
-	case l <= 0xFFFF:
-		dst = append(dst, 126, byte(l>>8), byte(l))
-	default:
-		dst = append(dst, 127)
-		dst = binary.BigEndian.AppendUint64(dst, uint64(l))
-	}
-	return append(dst, payload...)
+	return append(appendHeader(dst, op, len(payload), 0), payload...)
 }
 
 // frameConn is the framing state of one connection's receive side. feed
