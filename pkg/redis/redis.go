@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -336,14 +337,7 @@ func (c *Cache) RecentAfter(ctx context.Context, room, after chat.ID) ([]chat.Me
 	if err != nil {
 		return nil, unavailable("recent", err)
 	}
-	out := make([]chat.Message, 0, len(vals))
-	for _, v := range vals {
-		var m chat.Message
-		if len(v) > idWidth && json.Unmarshal([]byte(v[idWidth:]), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out, nil
+	return decodeRecent(vals), nil
 }
 
 // RecentBefore returns the newest limit messages of the room's window with
@@ -358,14 +352,21 @@ func (c *Cache) RecentBefore(ctx context.Context, room, before chat.ID, limit in
 	if err != nil {
 		return nil, unavailable("recent", err)
 	}
+	slices.Reverse(vals) // oldest first
+	return decodeRecent(vals), nil
+}
+
+// decodeRecent decodes window members (padded ID, then the message JSON) in
+// order, skipping any that do not decode.
+func decodeRecent(vals []string) []chat.Message {
 	out := make([]chat.Message, 0, len(vals))
-	for i := len(vals) - 1; i >= 0; i-- {
+	for _, v := range vals {
 		var m chat.Message
-		if v := vals[i]; len(v) > idWidth && json.Unmarshal([]byte(v[idWidth:]), &m) == nil {
+		if len(v) > idWidth && json.Unmarshal([]byte(v[idWidth:]), &m) == nil {
 			out = append(out, m)
 		}
 	}
-	return out, nil
+	return out
 }
 
 const idWidth = 19 // digits of the largest int64
