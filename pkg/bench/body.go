@@ -25,13 +25,7 @@ func encodeBody(dst []byte, s stamp, size int) []byte {
 	start := len(dst)
 	dst = append(dst, bodyMagic...)
 	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, int64(s.Step), 10)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, int64(s.Pub), 10)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, s.Seq, 10)
-	dst = append(dst, ' ')
-	dst = strconv.AppendInt(dst, s.Sent, 10)
+	dst = appendStamp(dst, s, ' ')
 	if len(dst)-start+1 < size {
 		dst = append(dst, ' ')
 		for len(dst)-start < size {
@@ -94,12 +88,18 @@ func leadingInt(b []byte) (v int64, rest []byte, ok bool) {
 // encodeNonce is the send's idempotency key; it carries the stamp too, so an
 // ack can be accounted without a table of pending sends.
 func encodeNonce(dst []byte, s stamp) []byte {
+	return appendStamp(dst, s, '.')
+}
+
+// appendStamp appends s's four numbers, sep between them (the body and the
+// nonce differ only in it).
+func appendStamp(dst []byte, s stamp, sep byte) []byte {
 	dst = strconv.AppendInt(dst, int64(s.Step), 10)
-	dst = append(dst, '.')
+	dst = append(dst, sep)
 	dst = strconv.AppendInt(dst, int64(s.Pub), 10)
-	dst = append(dst, '.')
+	dst = append(dst, sep)
 	dst = strconv.AppendInt(dst, s.Seq, 10)
-	dst = append(dst, '.')
+	dst = append(dst, sep)
 	return strconv.AppendInt(dst, s.Sent, 10)
 }
 
