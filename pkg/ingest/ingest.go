@@ -191,21 +191,21 @@ func (s *Server) Run(ctx context.Context) error {
 	return nil
 }
 
-// enqueue hands r to the batcher without waiting; false if the buffer is
-// full or the server has stopped.
-func (s *Server) enqueue(r request) (ok, stopped bool) {
+// enqueue hands r to the batcher without waiting; it fails unavailable if
+// the buffer is full or the server has stopped.
+func (s *Server) enqueue(r request) error {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
-		return false, true
+		return errStopped()
 	}
 	select {
 	case s.buf <- r:
 		s.received.Add(1)
-		return true, false
+		return nil
 	default:
 		s.rejectedBusy.Add(1)
-		return false, false
+		return errBusy()
 	}
 }
 
@@ -238,12 +238,8 @@ func (s *Server) onRequest(m *nats.Msg) {
 		s.respondErr(m.Reply, err)
 		return
 	}
-	if ok, stopped := s.enqueue(request{req: r, reply: m.Reply}); !ok {
-		if stopped {
-			s.respondErr(m.Reply, errStopped())
-			return
-		}
-		s.respondErr(m.Reply, errBusy())
+	if err := s.enqueue(request{req: r, reply: m.Reply}); err != nil {
+		s.respondErr(m.Reply, err)
 	}
 }
 
@@ -264,11 +260,8 @@ func (s *Server) Send(ctx context.Context, r chat.SendRequest) (chat.Message, er
 		return chat.Message{}, err
 	}
 	ch := make(chan result, 1)
-	if ok, stopped := s.enqueue(request{req: r, local: ch}); !ok {
-		if stopped {
-			return chat.Message{}, errStopped()
-		}
-		return chat.Message{}, errBusy()
+	if err := s.enqueue(request{req: r, local: ch}); err != nil {
+		return chat.Message{}, err
 	}
 	select {
 	case res := <-ch:
@@ -598,7 +591,7 @@ func (c *Client) Send(ctx context.Context, r chat.SendRequest) (chat.Message, er
 	resp, err := c.nc.RequestWithContext(ctx, chat.SubjectIngest, data)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return chat.Message{}, chat.Errorf(chat.EUNAVAILABLE, "no ingest available")
+		return chat.Message{}, errStopped()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
 		return chat.Message{}, errNotAcked()
 	case err != nil:
