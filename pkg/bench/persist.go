@@ -192,27 +192,7 @@ type appendedAt struct {
 }
 
 func (l *lagSampler) run(ctx context.Context) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(l.every)
-		defer t.Stop()
-		l.sample(ctx)
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				l.sample(ctx)
-			}
-		}
-	}()
-	var once sync.Once
-	return func() { once.Do(func() { close(done); wg.Wait() }) }
+	return every(ctx, l.every, true, func() { l.sample(ctx) })
 }
 
 func (l *lagSampler) sample(ctx context.Context) {

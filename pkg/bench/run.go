@@ -482,13 +482,27 @@ func mustCounts(ctx context.Context, p pool) []reply {
 
 // ticker calls f with fresh totals once a second until the returned stop.
 func ticker(ctx context.Context, p pool, f func(totals)) (stop func()) {
+	return every(ctx, time.Second, false, func() {
+		rs, err := p.op(ctx, "stats")
+		if err == nil {
+			f(merge(rs))
+		}
+	})
+}
+
+// every calls f on its own goroutine each d (and at once if now) until ctx
+// ends or the returned stop, which waits for a call under way.
+func every(ctx context.Context, d time.Duration, now bool, f func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(time.Second)
+		t := time.NewTicker(d)
 		defer t.Stop()
+		if now {
+			f()
+		}
 		for {
 			select {
 			case <-done:
@@ -496,14 +510,12 @@ func ticker(ctx context.Context, p pool, f func(totals)) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				rs, err := p.op(ctx, "stats")
-				if err == nil {
-					f(merge(rs))
-				}
+				f()
 			}
 		}
 	}()
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 type stepOut struct {
