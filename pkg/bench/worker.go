@@ -113,7 +113,6 @@ func newRxState(step int) *rxState {
 
 // rconn is one connection.
 type rconn struct {
-	idx  int
 	spec connSpec
 	link // the socket: platform-specific, with its own write lock
 
@@ -317,7 +316,7 @@ func (w *worker) connect(concurrency, maxErrors int) {
 func (w *worker) open(i int, failed *atomic.Int64) {
 	spec := w.specs[i]
 	t0 := time.Now()
-	c, err := w.dialJoin(i, spec)
+	c, err := w.dialJoin(spec)
 	if err != nil {
 		failed.Add(1)
 		w.mu.Lock()
@@ -341,12 +340,12 @@ const dialTimeout = 30 * time.Second
 // dialJoin opens a WebSocket and joins spec.Room, returning once the server
 // answered joined. Frames that came after joined stay in the connection's
 // pending bytes for the receive path.
-func (w *worker) dialJoin(i int, spec connSpec) (*rconn, error) {
+func (w *worker) dialJoin(spec connSpec) (*rconn, error) {
 	l, rest, err := dialLink(w.u, "/api/v1/ws", spec.Token, dialTimeout)
 	if err != nil {
 		return nil, err
 	}
-	c := &rconn{idx: i, spec: spec, link: l, tracks: map[int]*seqTracker{}}
+	c := &rconn{spec: spec, link: l, tracks: map[int]*seqTracker{}}
 	fail := func(what string, err error) (*rconn, error) {
 		c.closeLink()
 		return nil, fmt.Errorf("%s: %v", what, err)
