@@ -182,6 +182,12 @@ func TestCheckTarget(t *testing.T) {
 	}
 }
 
+// metricsRSS is rss's reading of a /metrics body.
+func metricsRSS(r io.Reader) (int64, bool) {
+	ms, _ := parseProm(r)
+	return rssOf(ms)
+}
+
 func TestRSSParsing(t *testing.T) {
 	n, err := parseVmRSS([]byte("Name:\tchatd\nVmPeak:\t 999 kB\nVmRSS:\t   2048 kB\nThreads: 9\n"))
 	if err != nil || n != 2048*1024 {

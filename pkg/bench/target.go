@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -165,19 +164,8 @@ func (a *api) rss(ctx context.Context, pid int) (int64, bool) {
 		n, err := procRSS(pid)
 		return n, err == nil
 	}
-	req, err := http.NewRequestWithContext(ctx, "GET", a.base+"/metrics", nil)
-	if err != nil {
-		return 0, false
-	}
-	res, err := a.hc.Do(req)
-	if err != nil {
-		return 0, false
-	}
-	defer res.Body.Close()
-	if res.StatusCode != 200 {
-		return 0, false
-	}
-	return metricsRSS(res.Body)
+	ms, _ := a.metrics(ctx) // what parsed before an error still counts
+	return rssOf(ms)
 }
 
 func procRSS(pid int) (int64, error) {
@@ -205,24 +193,11 @@ func parseVmRSS(status []byte) (int64, error) {
 	return 0, fmt.Errorf("no VmRSS line")
 }
 
-// metricsRSS finds process_resident_memory_bytes in Prometheus text.
-func metricsRSS(r io.Reader) (int64, bool) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "process_resident_memory_bytes"); ok && (strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "{")) {
-			f := strings.Fields(rest)
-			i := 0
-			if strings.HasPrefix(rest, "{") {
-				i = 1 // labels, then the value
-			}
-			if len(f) <= i {
-				continue
-			}
-			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
-				return int64(v), true
-			}
+// rssOf finds the process_resident_memory_bytes gauge among scraped samples.
+func rssOf(ms []promSample) (int64, bool) {
+	for _, m := range ms {
+		if m.name == "process_resident_memory_bytes" {
+			return int64(m.value), true
 		}
 	}
 	return 0, false
