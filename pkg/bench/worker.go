@@ -128,7 +128,6 @@ type worker struct {
 	outMu sync.Mutex
 	enc   *json.Encoder
 
-	base        string
 	u           *url.URL
 	specs       []connSpec
 	bodySize    int
@@ -181,7 +180,7 @@ func RunWorker(in io.Reader, out io.Writer) error {
 				w.reply(reply{ID: c.ID, Err: err.Error()})
 				continue
 			}
-			w.base, w.u, w.specs, w.bodySize, w.collectAcks = c.Arg.Base, u, c.Arg.Conns, c.Arg.BodySize, c.Arg.CollectAcks
+			w.u, w.specs, w.bodySize, w.collectAcks = u, c.Arg.Conns, c.Arg.BodySize, c.Arg.CollectAcks
 			w.batchWait = c.Arg.BatchWait
 			if c.Arg.CPUProfile != "" {
 				f, err := os.Create(c.Arg.CPUProfile)
