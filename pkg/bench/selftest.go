@@ -128,10 +128,7 @@ func SelfTest(ctx context.Context, o SelfTestOptions) (*SelfTestResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var expected int64
-	for room, n := range br.Sent {
-		expected += n * int64(ct.Members[room])
-	}
+	expected := expectedDeliveries(br.Sent, ct.Members)
 	// Drain: until every frame came, or none came for 2 s (30 s at most).
 	var t totals
 	var seen int64 = -1
