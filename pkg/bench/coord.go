@@ -34,40 +34,57 @@ type handle struct {
 // startWorker runs a worker: a child process re-executing this binary with
 // `bench --worker` when exe is set, else a goroutine (tests).
 func startWorker(exe string) (*handle, error) {
-	var in io.WriteCloser
-	var out io.Reader
-	h := &handle{pending: map[int64]chan reply{}, dead: make(chan struct{})}
+	var args []string
 	if exe != "" {
-		cmd := exec.Command(exe, "bench", "--worker")
-		cmd.Stderr = os.Stderr
-		var err error
-		if in, err = cmd.StdinPipe(); err != nil {
-			return nil, err
-		}
-		if out, err = cmd.StdoutPipe(); err != nil {
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start worker: %w", err)
-		}
-		h.wait = cmd.Wait
-		h.pid = cmd.Process.Pid
-	} else {
+		args = []string{exe, "bench", "--worker"}
+	}
+	c, err := startChild("worker", args, RunWorker)
+	if err != nil {
+		return nil, err
+	}
+	h := &handle{pending: map[int64]chan reply{}, dead: make(chan struct{}), wait: c.wait, pid: c.pid}
+	h.enc, h.stdin = json.NewEncoder(c.in), c.in
+	go h.readLoop(c.out)
+	return h, nil
+}
+
+// child is a worker or a sender speaking JSON lines on its stdin and stdout.
+type child struct {
+	in   io.WriteCloser
+	out  io.Reader
+	wait func() error
+	pid  int // 0 in this process
+}
+
+// startChild runs the process args, or run on a goroutine over pipes when
+// args is empty (tests).
+func startChild(name string, args []string, run func(io.Reader, io.Writer) error) (*child, error) {
+	if len(args) == 0 {
 		inR, inW := io.Pipe()
 		outR, outW := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			err := RunWorker(inR, outW)
+			err := run(inR, outW)
 			outW.CloseWithError(io.EOF)
 			inR.Close()
 			done <- err
 		}()
-		in, out = inW, outR
-		h.wait = func() error { return <-done }
+		return &child{in: inW, out: outR, wait: func() error { return <-done }}, nil
 	}
-	h.enc, h.stdin = json.NewEncoder(in), in
-	go h.readLoop(out)
-	return h, nil
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &child{in: in, out: out, wait: cmd.Wait, pid: cmd.Process.Pid}, nil
 }
 
 func (h *handle) readLoop(out io.Reader) {

@@ -207,44 +207,24 @@ type blastReply struct {
 }
 
 func startSender(inProcess bool, cpu int) (*senderHandle, error) {
-	var in io.WriteCloser
-	var out io.Reader
-	h := &senderHandle{}
-	if inProcess {
-		inR, inW := io.Pipe()
-		outR, outW := io.Pipe()
-		done := make(chan error, 1)
-		go func() {
-			err := RunSender(inR, outW)
-			outW.CloseWithError(io.EOF)
-			done <- err
-		}()
-		in, out, h.wait = inW, outR, func() error { return <-done }
-	} else {
+	var args []string
+	if !inProcess {
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, err
 		}
-		args := []string{exe, "bench", "--sender"}
+		args = []string{exe, "bench", "--sender"}
 		if cpu >= 0 {
 			if ts, err := exec.LookPath("taskset"); err == nil {
 				args = append([]string{ts, "-c", strconv.Itoa(cpu)}, args...)
 			}
 		}
-		cmd := exec.Command(args[0], args[1:]...)
-		cmd.Stderr = os.Stderr
-		if in, err = cmd.StdinPipe(); err != nil {
-			return nil, err
-		}
-		if out, err = cmd.StdoutPipe(); err != nil {
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start sender: %w", err)
-		}
-		h.wait = cmd.Wait
 	}
-	h.enc, h.dec, h.stdin = json.NewEncoder(in), json.NewDecoder(out), in
+	c, err := startChild("sender", args, RunSender)
+	if err != nil {
+		return nil, err
+	}
+	h := &senderHandle{enc: json.NewEncoder(c.in), dec: json.NewDecoder(c.out), stdin: c.in, wait: c.wait}
 	var r blastReply
 	if err := h.dec.Decode(&r); err != nil || r.Addr == "" {
 		h.close()
