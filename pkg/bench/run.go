@@ -312,7 +312,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	say("opening %d connections (%d at once per worker, %d workers)", len(specs), o.Concurrency, nw)
 	cStart := time.Now()
-	stop := ticker(ctx, p, func(t totals) {
+	stop := ticker(ctx, p, false, func(t totals) {
 		el := time.Since(cStart).Seconds()
 		say("connected %d/%d  %.0f/s  errors %d", t.Connected, len(specs), float64(t.Connected)/el, t.ConnErrors)
 	})
@@ -480,10 +480,11 @@ func mustCounts(ctx context.Context, p pool) []reply {
 	return rs
 }
 
-// ticker calls f with fresh totals once a second until the returned stop.
-func ticker(ctx context.Context, p pool, f func(totals)) (stop func()) {
+// ticker calls f with fresh totals once a second until the returned stop;
+// with hists false they are counts only (see mustCounts).
+func ticker(ctx context.Context, p pool, hists bool, f func(totals)) (stop func()) {
 	return every(ctx, time.Second, false, func() {
-		rs, err := p.op(ctx, "stats")
+		rs, err := p.all(ctx, func(int) command { c := command{Op: "stats"}; c.Arg.Counts = !hists; return c })
 		if err == nil {
 			f(merge(rs))
 		}
@@ -540,7 +541,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	start := time.Now()
 	var last int64
 	lastT := start
-	stop := ticker(ctx, p, func(t totals) {
+	stop := ticker(ctx, p, true, func(t totals) {
 		now := time.Now()
 		dps := float64(t.Tally.Unique-last) / now.Sub(lastT).Seconds()
 		last, lastT = t.Tally.Unique, now
