@@ -44,6 +44,9 @@ type Cache struct {
 	rdb     goredis.UniversalClient
 	limiter *redis_rate.Limiter
 	mini    *miniredis.Miniredis // nil with a real Redis
+	// exp expires the keys written with a TTL, which miniredis never does
+	// itself; nil with a real Redis. See expiry.
+	exp     *expiry
 	prefix  string
 	recentN int
 	recentT time.Duration
@@ -76,6 +79,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
 			return nil, fmt.Errorf("start embedded redis: %w", err)
 		}
 		c.mini = m
+		db := m.DB(0) // go-redis's default DB, as opt leaves DB 0
+		c.exp = newExpiry(func(k string) { db.Del(k) })
+		c.exp.start(sweepEvery)
 		srv := m.Server()
 		opt = &goredis.Options{Addr: m.Addr(), Dialer: func(context.Context, string, string) (net.Conn, error) {
 			// In process, skip the loopback TCP: see memConn.
@@ -108,8 +114,9 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
 // Ping checks that Redis answers.
 func (c *Cache) Ping(ctx context.Context) error { return c.rdb.Ping(ctx).Err() }
 
-// Close closes the client and stops the embedded server.
+// Close closes the client and stops the embedded server and its sweeper.
 func (c *Cache) Close() error {
+	c.exp.close()
 	err := c.rdb.Close()
 	if c.mini != nil {
 		c.mini.Close()
@@ -164,7 +171,9 @@ func (c *Cache) PutSession(ctx context.Context, caller chat.Caller, ttl time.Dur
 		return nil
 	}
 	b, _ := json.Marshal(cachedSession{User: caller.User, ExpiresAt: caller.ExpiresAt.UnixNano()})
-	if err := c.rdb.Set(ctx, c.key("sess", caller.TokenHash), b, ttl).Err(); err != nil {
+	k := c.key("sess", caller.TokenHash)
+	c.exp.track(k, ttl) // before the SET: see expiry
+	if err := c.rdb.Set(ctx, k, b, ttl).Err(); err != nil {
 		return unavailable("put session", err)
 	}
 	return nil
@@ -183,10 +192,36 @@ func (c *Cache) DeleteSession(ctx context.Context, tokenHash string) error {
 // Limit is a rate: Rate events per Period with bursts of Burst.
 type Limit = redis_rate.Limit
 
+// rateKeyPrefix is what redis_rate puts before the key it is given.
+const rateKeyPrefix = "rate:"
+
+// rateTTL bounds the TTL redis_rate's script gives a bucket's key: it sets
+// it, on an allowed event only, to ceil(reset_after) seconds, and an event is
+// allowed only while reset_after <= Period*Burst/Rate (its burst offset).
+// That is the limit's Period when Burst == Rate, longer when Burst > Rate.
+// A second is added for the ceil and one more as margin.
+func rateTTL(l Limit) time.Duration {
+	d := l.Period
+	if l.Rate > 0 && l.Burst > l.Rate {
+		d = time.Duration(float64(l.Period) * float64(l.Burst) / float64(l.Rate))
+	}
+	return d.Truncate(time.Second) + 2*time.Second
+}
+
 // Allow takes one event from the bucket named key. It returns 0 when the
 // event is allowed, else how long to wait.
 func (c *Cache) Allow(ctx context.Context, key string, l Limit) (time.Duration, error) {
-	res, err := c.limiter.Allow(ctx, c.key(key), l)
+	k := c.key(key)
+	// The script sets the key's TTL inside miniredis, where it never
+	// counts down, so expire it here (before the script runs: see
+	// expiry). Every call moves the deadline, refused ones too, so an
+	// idle bucket's key goes rateTTL after its last event, never before
+	// its Redis TTL would have run out. Were it deleted early, that would
+	// only reset this one limiter (a full burst again), which is
+	// acceptable; and kept late, its stored time is in the past, which
+	// the script reads as a full bucket, the same as no key.
+	c.exp.track(rateKeyPrefix+k, rateTTL(l))
+	res, err := c.limiter.Allow(ctx, k, l)
 	if err != nil {
 		return 0, unavailable("rate limit", err)
 	}
@@ -241,7 +276,20 @@ func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.D
 	if len(claims) == 0 {
 		return out, nil
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	_, err := pipe.Exec(ctx)
+	// Expire the claims that were set (even if another command failed); a
+	// refused claim keeps the first one's deadline, so a nonce dedupes for
+	// ttl after its first claim, as with Redis.
+	if c.exp != nil {
+		var set []string
+		for _, cl := range claims {
+			if cl.set.Val() {
+				set = append(set, cl.key)
+			}
+		}
+		c.exp.trackKeys(set, ttl)
+	}
+	if err != nil {
 		return nil, unavailable("claim nonces", err)
 	}
 	// A refused claim is a retry: read the message it was first stored
@@ -307,12 +355,18 @@ func (c *Cache) AddRecent(ctx context.Context, msgs []chat.Message) error {
 		byRoom[m.RoomID] = append(byRoom[m.RoomID], goredis.Z{Member: b})
 	}
 	every := max(1, c.recentN/8)
+	keys := make([]string, len(order))
+	for i, room := range order {
+		keys[i] = c.recentKey(room)
+	}
+	// Before the EXPIREs are sent: see expiry.
+	c.exp.trackKeys(keys, c.recentT)
 	c.trimMu.Lock()
 	if len(c.untrimmed) >= maxTrimRooms {
 		c.untrimmed = map[chat.ID]int{}
 	}
-	for _, room := range order {
-		k := c.recentKey(room)
+	for i, room := range order {
+		k := keys[i]
 		pipe.ZAdd(ctx, k, byRoom[room]...)
 		n, seen := c.untrimmed[room]
 		n += len(byRoom[room])
