@@ -9,7 +9,7 @@ import (
 // expiry expires keys for the embedded cache. miniredis never expires keys
 // by itself (TTLs only count down on FastForward, and ClockTTL fast-forwards
 // on every command), and its fast-forward copies and sorts every key under
-// its global lock, so neither scales to the ~1 M live nonce keys of a busy
+// its global lock, so neither scales to the many live keys of a busy
 // server. Instead this package records the deadline of each key it writes
 // with a TTL and deletes the key when that deadline passes: O(log n) per
 // write, O(expired) per sweep.
@@ -25,19 +25,23 @@ import (
 // Writers that may overwrite a key (SET, EXPIRE, the rate limiter's script)
 // call track before the write, and sweep deletes under mu: a sweep then
 // either deletes the old key before the deadline moves (the write creates a
-// new one, tracked) or finds the new deadline and leaves the key alone. A
-// SET NX claim is tracked after it succeeds: it never overwrites, so a claim
-// racing with the sweep is refused (the old key was still there) or creates
-// a key that was already swept.
+// new one, tracked) or finds the new deadline and leaves the key alone.
 //
 // What this cannot reach: miniredis keeps a WATCH version per key ever
 // written (RedisDB.keyVersion), which not even DEL removes, so each expired
-// key still leaves some 60-100 bytes behind (BenchmarkExpiredNonceResidue).
+// key still leaves some 60-100 bytes behind. That is why nonce claims, a
+// new key per sent message, are not kept in miniredis at all but in
+// nonceTable, which this sweeper also sweeps (also); the keys left here are
+// one per session, rate-limited key or room, written far more rarely.
 type expiry struct {
 	// del deletes a key from the store; called with mu held.
 	del func(key string)
-	// now is the clock, read with mu held; tests replace it.
+	// now is the clock, read with mu held; tests replace it. Others read
+	// it through clock.
 	now func() time.Time
+	// also, if set (before start), is called by every sweep after its own
+	// keys, without mu, and returns how many entries it removed.
+	also func() int
 
 	mu    sync.Mutex
 	byKey map[string]*expEntry
@@ -64,6 +68,13 @@ const sweepBatch = 256
 
 func newExpiry(del func(key string)) *expiry {
 	return &expiry{del: del, now: time.Now, byKey: map[string]*expEntry{}}
+}
+
+// clock returns the tracker's time, for the other users of its clock.
+func (x *expiry) clock() time.Time {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.now()
 }
 
 // start runs the sweeper until close.
@@ -143,8 +154,8 @@ func (x *expiry) trackLocked(key string, at int64) {
 	x.byKey[key] = e
 }
 
-// sweep deletes every key whose deadline has passed and returns how many it
-// deleted. It releases mu every sweepBatch keys.
+// sweep deletes every key whose deadline has passed, then runs also, and
+// returns how many it deleted. It releases mu every sweepBatch keys.
 func (x *expiry) sweep() int {
 	if x == nil {
 		return 0
@@ -162,6 +173,9 @@ func (x *expiry) sweep() int {
 		more := len(x.h) > 0 && x.h[0].at <= now
 		x.mu.Unlock()
 		if !more {
+			if x.also != nil {
+				n += x.also()
+			}
 			return n
 		}
 		x.mu.Lock()

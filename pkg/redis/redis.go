@@ -46,7 +46,10 @@ type Cache struct {
 	mini    *miniredis.Miniredis // nil with a real Redis
 	// exp expires the keys written with a TTL, which miniredis never does
 	// itself; nil with a real Redis. See expiry.
-	exp     *expiry
+	exp *expiry
+	// nonces holds the nonce claims in embedded mode, in place of
+	// miniredis keys; nil with a real Redis. See nonceTable.
+	nonces  *nonceTable
 	prefix  string
 	recentN int
 	recentT time.Duration
@@ -81,6 +84,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
 		c.mini = m
 		db := m.DB(0) // go-redis's default DB, as opt leaves DB 0
 		c.exp = newExpiry(func(k string) { db.Del(k) })
+		c.nonces = newNonceTable(c.exp.clock)
+		c.exp.also = c.nonces.sweep
 		c.exp.start(sweepEvery)
 		srv := m.Server()
 		opt = &goredis.Options{Addr: m.Addr(), Dialer: func(context.Context, string, string) (net.Conn, error) {
@@ -240,11 +245,23 @@ func (c *Cache) nonceKey(m chat.Message) string {
 	return c.key("nonce", m.UserID.String(), m.Nonce)
 }
 
-// ClaimNonces claims (user, nonce) for each message that has a nonce, in one
-// round trip when every claim is new (a second one reads the messages of
-// refused claims). result[i] is nil when msgs[i] may be stored (claimed now,
-// or no nonce), else the message first stored with that nonce.
+// ClaimNonces claims (user, nonce) for each message that has a nonce, for
+// ttl after its first claim. result[i] is nil when msgs[i] may be stored
+// (claimed now, or no nonce), else the message first stored with that nonce
+// (for a nonce repeated in msgs, its first message there).
+//
+// With a real Redis a claim is a SET NX of the message's JSON, in one round
+// trip when every claim is new (a second one reads the messages of refused
+// claims). The embedded cache keeps its claims in nonceTable instead, never
+// in miniredis, with the same results.
 func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.Duration) ([]*chat.Message, error) {
+	if c.nonces != nil {
+		// As go-redis does before a round trip.
+		if err := ctx.Err(); err != nil && slices.ContainsFunc(msgs, func(m chat.Message) bool { return m.Nonce != "" }) {
+			return nil, unavailable("claim nonces", err)
+		}
+		return c.nonces.claim(msgs, ttl), nil
+	}
 	out := make([]*chat.Message, len(msgs))
 	pipe := c.rdb.Pipeline()
 	type claim struct {
@@ -276,20 +293,7 @@ func (c *Cache) ClaimNonces(ctx context.Context, msgs []chat.Message, ttl time.D
 	if len(claims) == 0 {
 		return out, nil
 	}
-	_, err := pipe.Exec(ctx)
-	// Expire the claims that were set (even if another command failed); a
-	// refused claim keeps the first one's deadline, so a nonce dedupes for
-	// ttl after its first claim, as with Redis.
-	if c.exp != nil {
-		var set []string
-		for _, cl := range claims {
-			if cl.set.Val() {
-				set = append(set, cl.key)
-			}
-		}
-		c.exp.trackKeys(set, ttl)
-	}
-	if err != nil {
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, unavailable("claim nonces", err)
 	}
 	// A refused claim is a retry: read the message it was first stored
