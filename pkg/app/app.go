@@ -184,6 +184,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 		m.query = cl.Query()
 	}
+	if cfg.Has("ingest") && cfg.Redis.URL == "" {
+		if err := m.restoreCache(ctx, log); err != nil {
+			return err
+		}
+	}
 	if cfg.Has("ingest") {
 		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL},
 			ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}, m.Log)
@@ -354,6 +359,37 @@ func (m *Main) openLog(ctx context.Context) (chat.Log, error) {
 		m.metrics.Log("jetstream", func() metrics.LogStats { return metrics.LogStats(l.Stats()) })
 		return l, nil
 	}
+}
+
+// restoreCache refills the embedded cache, which lives in memory, from the
+// log's tail: the nonces claimed within the nonce TTL, so a client that
+// retries a send across a restart gets its first message back instead of a
+// second copy, and the rooms' recent windows. A real Redis keeps both
+// itself.
+func (m *Main) restoreCache(ctx context.Context, log chat.Log) error {
+	r, ok := log.(interface {
+		Replay(context.Context, time.Time, func([]chat.Message) error) error
+	})
+	if !ok {
+		return nil
+	}
+	start := time.Now()
+	ttl := m.Config.Ingest.NonceTTL
+	n := 0
+	err := r.Replay(ctx, start.Add(-ttl), func(msgs []chat.Message) error {
+		n += len(msgs)
+		if _, err := m.cache.ClaimNonces(ctx, msgs, ttl); err != nil {
+			return err
+		}
+		return m.cache.AddRecent(ctx, msgs)
+	})
+	if err != nil {
+		return fmt.Errorf("restore cache from the log: %w", err)
+	}
+	if n > 0 {
+		m.Log.Info("cache restored from the log", "messages", n, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 func (m *Main) openStore(ctx context.Context) (chat.MessageStore, error) {

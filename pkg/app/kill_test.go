@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -120,6 +121,7 @@ func TestKillRestartLosesNoAckedMessage(t *testing.T) {
 	// Keep sends in flight while the process is killed.
 	stopSending := make(chan struct{})
 	sendDone := make(chan struct{})
+	var lastSent atomic.Int64
 	go func() {
 		defer close(sendDone)
 		for i := 0; ; i++ {
@@ -135,6 +137,7 @@ func TestKillRestartLosesNoAckedMessage(t *testing.T) {
 			if err != nil || i > 20000 {
 				return
 			}
+			lastSent.Store(int64(i))
 			if i%50 == 49 {
 				time.Sleep(5 * time.Millisecond)
 			}
@@ -212,6 +215,67 @@ wait:
 			t.Fatalf("message %v body %q, acked as %q", m.ID, m.Body, b)
 		}
 	}
+	// The client retries the sends it may not have seen acked, with the
+	// same nonces, as a client does after a reconnect. The embedded cache
+	// is in memory, so it is refilled from the log at start-up: every
+	// retry of a stored send gets the stored message back, never a copy.
+	byBody := make(map[string]chat.ID, len(want))
+	maxAcked := 0
+	for id, b := range want {
+		byBody[b] = id
+		var i int
+		if _, err := fmt.Sscanf(b, "durable m%d", &i); err == nil {
+			maxAcked = max(maxAcked, i)
+		}
+	}
+	// Around the last ack: acked sends, and sends that reached the log
+	// but whose ack the kill cut off.
+	ws2 := a.dial("/api/v1/ws")
+	first := max(0, maxAcked-100)
+	last := min(int(lastSent.Load()), maxAcked+300)
+	for i := first; i <= last; i++ {
+		ws2.sendRaw([]byte(fmt.Sprintf(`{"type":"send","room_id":"%s","body":"durable m%d","nonce":"k%d"}`, room.ID, i, i)))
+	}
+	for i := first; i <= last; i++ {
+		f := ws2.next("ack", "error")
+		if f.Type != "ack" || f.Message == nil {
+			t.Fatalf("retry of k%d: %s %s", i, f.Code, f.ErrMessage)
+		}
+		if id, ok := byBody[f.Message.Body]; ok && f.Message.ID != id {
+			t.Fatalf("retry of an acked send got message %v, acked as %v", f.Message.ID, id)
+		}
+		want[f.Message.ID] = f.Message.Body
+	}
+	eventually(t, "every message stored once after the retries", func() bool {
+		stored = stored[:0]
+		before := ""
+		for {
+			r := a.do("GET", path+before, nil)
+			if r.status != 200 {
+				return false
+			}
+			var page struct {
+				Messages   []chat.Message `json:"messages"`
+				NextBefore *string        `json:"next_before"`
+			}
+			r.decode(t, &page)
+			stored = append(stored, page.Messages...)
+			if page.NextBefore == nil {
+				break
+			}
+			before = "&before=" + *page.NextBefore
+		}
+		return len(stored) >= len(want)
+	})
+	seenBody = map[string]bool{}
+	for _, m := range stored {
+		if seenBody[m.Body] {
+			t.Fatalf("retried send stored twice: %q", m.Body)
+		}
+		seenBody[m.Body] = true
+	}
+	t.Logf("%d retries after the restart, none stored twice", last-first+1)
+
 	// And the index has every one of them.
 	eventually(t, "every acked message searchable", func() bool {
 		found := map[chat.ID]bool{}

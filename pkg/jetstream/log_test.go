@@ -2,8 +2,10 @@ package jetstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -227,5 +229,74 @@ func TestAppendAsyncFailure(t *testing.T) {
 	}
 	if l.Stats().AppendErrors != 1 {
 		t.Fatalf("append errors %d, want 1", l.Stats().AppendErrors)
+	}
+}
+
+// Replay hands over, in log order, every message appended since a time and
+// up to the end of the log when it began; it skips entries that are not
+// messages and moves no consumer group.
+func TestReplay(t *testing.T) {
+	nc := conn(t)
+	l := openLog(t, nc, jetstream.LogConfig{})
+	n := streamSeq.Load()
+	ctx := context.Background()
+	replay := func(since time.Time) []chat.Message {
+		t.Helper()
+		var got []chat.Message
+		if err := l.Replay(ctx, since, func(b []chat.Message) error {
+			got = append(got, b...) // copies: Replay reuses its slice
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := replay(time.Time{}); len(got) != 0 {
+		t.Fatalf("empty log replayed %d messages", len(got))
+	}
+
+	old := chattest.LogMessages(t, 700, 3) // more than one fetch
+	if err := l.Append(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nc.Request(fmt.Sprintf("test%d.log.1", n), []byte("not json"), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // the log's clock must move past the old batch
+	since := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	recent := chattest.LogMessages(t, 30, 2)
+	if err := l.Append(ctx, recent); err != nil {
+		t.Fatal(err)
+	}
+
+	ids := func(ms []chat.Message) []chat.ID {
+		out := make([]chat.ID, len(ms))
+		for i, m := range ms {
+			out[i] = m.ID
+		}
+		return out
+	}
+	if got, want := ids(replay(time.Time{})), ids(append(slices.Clone(old), recent...)); !slices.Equal(got, want) {
+		t.Fatalf("replay from the start: %d messages, want %d in log order", len(got), len(want))
+	}
+	got := replay(since)
+	if !slices.Equal(ids(got), ids(recent)) {
+		t.Fatalf("replay since: got %v, want %v", ids(got), ids(recent))
+	}
+	if got[0].Body != recent[0].Body || got[0].RoomID != recent[0].RoomID {
+		t.Fatalf("replayed %+v, appended %+v", got[0], recent[0])
+	}
+	if got := replay(time.Now().Add(time.Hour)); len(got) != 0 {
+		t.Fatalf("replay from the future: %d messages", len(got))
+	}
+	// No group moved: a consumer still gets everything.
+	if lag, err := l.Lag(ctx, "g"); err != nil || lag != int64(len(old)+len(recent)+1) {
+		t.Fatalf("lag %d, %v; want %d", lag, err, len(old)+len(recent)+1)
+	}
+	// A handler's error stops the replay and is returned.
+	boom := errors.New("boom")
+	if err := l.Replay(ctx, time.Time{}, func([]chat.Message) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("handler error: got %v", err)
 	}
 }
