@@ -55,19 +55,25 @@ type Cache struct {
 	recentT time.Duration
 
 	// untrimmed counts, per room, the messages added to its window since
-	// this process last trimmed it (see AddRecent).
+	// this process last trimmed it, and when it last renewed the window's
+	// TTL (see AddRecent).
 	trimMu    sync.Mutex
-	untrimmed map[chat.ID]int
+	untrimmed map[chat.ID]windowUpkeep
+}
+
+type windowUpkeep struct {
+	added   int       // messages added since the last trim
+	renewed time.Time // the last EXPIRE sent
 }
 
 // maxTrimRooms bounds untrimmed; past it the counts start over, which only
-// costs one early trim per room.
+// costs one early trim and TTL renewal per room.
 const maxTrimRooms = 100_000
 
 // Open connects to cfg.URL, or starts miniredis when it is empty, and checks
 // that the server answers.
 func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
-	c := &Cache{prefix: cfg.Prefix, recentN: cfg.RecentPerRoom, recentT: cfg.RecentTTL, untrimmed: map[chat.ID]int{}}
+	c := &Cache{prefix: cfg.Prefix, recentN: cfg.RecentPerRoom, recentT: cfg.RecentTTL, untrimmed: map[chat.ID]windowUpkeep{}}
 	if c.recentN <= 0 {
 		c.recentN = chat.MaxSinceReplay
 	}
@@ -358,29 +364,36 @@ func (c *Cache) AddRecent(ctx context.Context, msgs []chat.Message) error {
 		b = m.AppendJSON(b)
 		byRoom[m.RoomID] = append(byRoom[m.RoomID], goredis.Z{Member: b})
 	}
+	// A window is trimmed every recentN/8 additions, and its TTL renewed
+	// when it is trimmed or a quarter of the TTL has passed: the TTL
+	// only has to outlive the window's last write by about recentT, and
+	// an EXPIRE per batch and room was a third of the commands.
 	every := max(1, c.recentN/8)
-	keys := make([]string, len(order))
-	for i, room := range order {
-		keys[i] = c.recentKey(room)
-	}
-	// Before the EXPIREs are sent: see expiry.
-	c.exp.trackKeys(keys, c.recentT)
+	now := time.Now()
+	var expire []string
 	c.trimMu.Lock()
 	if len(c.untrimmed) >= maxTrimRooms {
-		c.untrimmed = map[chat.ID]int{}
+		c.untrimmed = map[chat.ID]windowUpkeep{}
 	}
-	for i, room := range order {
-		k := keys[i]
+	for _, room := range order {
+		k := c.recentKey(room)
 		pipe.ZAdd(ctx, k, byRoom[room]...)
-		n, seen := c.untrimmed[room]
-		n += len(byRoom[room])
-		if !seen || n >= every {
+		u, seen := c.untrimmed[room]
+		u.added += len(byRoom[room])
+		trim := !seen || u.added >= every
+		if trim {
 			pipe.ZRemRangeByRank(ctx, k, 0, int64(-c.recentN-1))
-			n = 0
+			u.added = 0
 		}
-		c.untrimmed[room] = n
-		pipe.Expire(ctx, k, c.recentT)
+		if trim || now.Sub(u.renewed) >= c.recentT/4 {
+			pipe.Expire(ctx, k, c.recentT)
+			expire = append(expire, k)
+			u.renewed = now
+		}
+		c.untrimmed[room] = u
 	}
+	// Before the EXPIREs are sent: see expiry.
+	c.exp.trackKeys(expire, c.recentT)
 	c.trimMu.Unlock()
 	if _, err := pipe.Exec(ctx); err != nil {
 		return unavailable("add recent", err)

@@ -202,12 +202,65 @@ func TestRecentWindowTrimAmortized(t *testing.T) {
 		}
 	}
 	// A process that restarts (no counts) trims at its first add.
-	c.untrimmed = map[chat.ID]int{}
+	c.untrimmed = map[chat.ID]windowUpkeep{}
 	if err := c.AddRecent(ctx, []chat.Message{msg(501, 1, 1, "", "m")}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := c.RecentAfter(ctx, 1, 0); len(got) != n {
 		t.Fatalf("first add after a restart left %d, want %d", len(got), n)
+	}
+}
+
+// A window's TTL is set by its first add and renewed when it is trimmed or
+// a quarter of the TTL has passed, not by every add.
+func TestRecentWindowTTLRenewal(t *testing.T) {
+	for name, c := range openCaches(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			c.recentN = 64 // trims every 8 adds, so adds 2 and 3 do not trim
+			room := chat.ID(4242)
+			k := c.recentKey(room)
+			ttl := func() time.Duration {
+				t.Helper()
+				d, err := c.rdb.TTL(ctx, k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return d
+			}
+			add := func(id int64) {
+				t.Helper()
+				if err := c.AddRecent(ctx, []chat.Message{msg(id, int64(room), 1, "", "m")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			add(1)
+			if d := ttl(); d <= c.recentT-time.Minute || d > c.recentT {
+				t.Fatalf("after the first add the TTL is %v, want about %v", d, c.recentT)
+			}
+			// Shorten it by hand: an add that neither trims nor finds the
+			// renewal due leaves it alone.
+			if err := c.rdb.Expire(ctx, k, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			add(2)
+			if d := ttl(); d > time.Minute {
+				t.Fatalf("an add renewed the TTL to %v before it was due", d)
+			}
+			// A quarter of the TTL later, the next add renews it.
+			c.trimMu.Lock()
+			u := c.untrimmed[room]
+			u.renewed = u.renewed.Add(-c.recentT / 4)
+			c.untrimmed[room] = u
+			c.trimMu.Unlock()
+			add(3)
+			if d := ttl(); d <= c.recentT-time.Minute {
+				t.Fatalf("a due renewal left the TTL at %v", d)
+			}
+			if got, err := c.RecentAfter(ctx, room, 0); err != nil || len(got) != 3 {
+				t.Fatalf("window %v, %v; want 3 messages", got, err)
+			}
+		})
 	}
 }
 
