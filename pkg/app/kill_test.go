@@ -175,7 +175,8 @@ wait:
 	a.base = c2.base // the session survived the restart too
 	path := "/api/v1/rooms/" + room.ID.String() + "/messages?limit=200"
 	var stored []chat.Message
-	eventually(t, "every acked message in the store", func() bool {
+	// readAll pages the room's whole history into stored.
+	readAll := func() bool {
 		stored = stored[:0]
 		before := ""
 		for {
@@ -190,9 +191,14 @@ wait:
 			r.decode(t, &page)
 			stored = append(stored, page.Messages...)
 			if page.NextBefore == nil {
-				break
+				return true
 			}
 			before = "&before=" + *page.NextBefore
+		}
+	}
+	eventually(t, "every acked message in the store", func() bool {
+		if !readAll() {
+			return false
 		}
 		have := map[chat.ID]bool{}
 		for _, m := range stored {
@@ -247,25 +253,7 @@ wait:
 		want[f.Message.ID] = f.Message.Body
 	}
 	eventually(t, "every message stored once after the retries", func() bool {
-		stored = stored[:0]
-		before := ""
-		for {
-			r := a.do("GET", path+before, nil)
-			if r.status != 200 {
-				return false
-			}
-			var page struct {
-				Messages   []chat.Message `json:"messages"`
-				NextBefore *string        `json:"next_before"`
-			}
-			r.decode(t, &page)
-			stored = append(stored, page.Messages...)
-			if page.NextBefore == nil {
-				break
-			}
-			before = "&before=" + *page.NextBefore
-		}
-		return len(stored) >= len(want)
+		return readAll() && len(stored) >= len(want)
 	})
 	seenBody = map[string]bool{}
 	for _, m := range stored {
