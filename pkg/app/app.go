@@ -32,6 +32,7 @@ import (
 	"github.com/chatd/chatd/pkg/natsbus"
 	"github.com/chatd/chatd/pkg/post"
 	"github.com/chatd/chatd/pkg/postgres"
+	"github.com/chatd/chatd/pkg/prio"
 	"github.com/chatd/chatd/pkg/query"
 	"github.com/chatd/chatd/pkg/redis"
 	"github.com/chatd/chatd/pkg/room"
@@ -133,6 +134,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		}
 	}()
 	cfg := m.Config
+	prio.SetBackgroundNice(cfg.Store.BackgroundNice)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}

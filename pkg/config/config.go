@@ -138,6 +138,10 @@ type Database struct {
 // Store is the message store.
 type Store struct {
 	Backend string `koanf:"backend"` // sqlite or scylla
+	// BackgroundNice is the CPU priority (Linux nice, 0-19) of the threads
+	// that write the store and the search index and checkpoint SQLite:
+	// above 0 they yield to live traffic when the CPU is contended.
+	BackgroundNice int `koanf:"background_nice"`
 }
 
 // Scylla is the distributed message store.
@@ -209,7 +213,7 @@ func Default() Config {
 		EventLog: EventLog{Backend: "jetstream", MaxAge: 7 * 24 * time.Hour},
 		Kafka:    Kafka{Brokers: []string{}, Topic: "message", Partitions: 12, ReplicationFactor: 1},
 		Database: Database{Backend: "sqlite"},
-		Store:    Store{Backend: "sqlite"},
+		Store:    Store{Backend: "sqlite", BackgroundNice: 10},
 		Scylla: Scylla{
 			Hosts:       []string{},
 			Keyspace:    "chatd",
@@ -406,6 +410,9 @@ func (c Config) Validate() error {
 		if p.v < 0 {
 			return bad(p.key, "must be >= 0")
 		}
+	}
+	if c.Store.BackgroundNice < 0 || c.Store.BackgroundNice > 19 {
+		return bad("store.background_nice", "must be 0 to 19")
 	}
 	if c.Gateway.MaxFrameBytes < 1024 {
 		return bad("gateway.max_frame_bytes", "must be at least 1024")

@@ -82,6 +82,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad addr", "", nil, map[string]string{"http.addr": "nonsense"}, "http.addr"},
 		{"bad toml", "[http\n", nil, nil, "chatd.toml"},
 		{"node id", "node_id = 5000\n", nil, nil, "node_id"},
+		{"nice too high", "[store]\nbackground_nice = 20\n", nil, nil, "store.background_nice"},
+		{"nice negative", "", nil, map[string]string{"store.background_nice": "-5"}, "store.background_nice"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/chatd/chatd/migrations"
 	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/prio"
 )
 
 // db is one SQLite file with a single writer connection and a pool of
@@ -190,6 +191,7 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 // over from its beginning, so the file stays small.
 func (d *db) checkpointer() {
 	defer close(d.done)
+	prio.Background() // nobody waits on a checkpoint
 	t := time.NewTicker(checkpointEvery)
 	defer t.Stop()
 	for {

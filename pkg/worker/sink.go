@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/prio"
 )
 
 // Stats are a sink's counters, for metrics.
@@ -38,7 +39,17 @@ type Sink struct {
 
 	batches, messages, errors atomic.Int64
 	lastSize, lastDur         atomic.Int64
+
+	// lowered: Run's thread has the background priority (set by Run,
+	// read by handle on the same goroutine).
+	lowered bool
 }
+
+// catchUpAge is how old a batch's oldest message may be before the sink
+// writes it at normal priority: the background priority is for a sink that
+// keeps up, and must not let one fall ever further behind under a load
+// that keeps the CPU busy.
+const catchUpAge = time.Second
 
 // NewSink returns a sink named name (for logs) consuming group.
 func NewSink(name, group string, log chat.Log, write func(context.Context, []chat.Message) error, logger *slog.Logger) *Sink {
@@ -49,9 +60,11 @@ func NewSink(name, group string, log chat.Log, write func(context.Context, []cha
 	}
 }
 
-// Run consumes until ctx ends.
+// Run consumes until ctx ends. It runs as background work (prio.Background):
+// nobody waits on a batch, so the sink yields the CPU to live traffic.
 func (s *Sink) Run(ctx context.Context) error {
-	s.logger.Info("sink started")
+	s.lowered = prio.Background()
+	s.logger.Info("sink started", "lowered_priority", s.lowered)
 	if err := s.log.Consume(ctx, s.group, s.handle); err != nil {
 		return fmt.Errorf("consume %s: %w", s.group, err)
 	}
@@ -79,9 +92,13 @@ func (s *Sink) handle(ctx context.Context, msgs []chat.Message) error {
 		backoff = 100 * time.Millisecond
 	}
 	maxBackoff := max(s.RetryMax, backoff)
+	write := s.write
+	if s.lowered && behind(msgs, time.Now()) {
+		write = atNormalPriority(s.write)
+	}
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		err := s.write(ctx, msgs)
+		err := write(ctx, msgs)
 		if err == nil {
 			s.batches.Add(1)
 			s.messages.Add(int64(len(msgs)))
@@ -107,5 +124,26 @@ func (s *Sink) handle(ctx context.Context, msgs []chat.Message) error {
 		case <-t.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// behind reports whether the oldest of msgs was sent more than catchUpAge
+// before now.
+func behind(msgs []chat.Message, now time.Time) bool {
+	for _, m := range msgs {
+		if now.Sub(m.CreatedAt) > catchUpAge {
+			return true
+		}
+	}
+	return false
+}
+
+// atNormalPriority runs write on a fresh goroutine, which runs on the
+// runtime's ordinary threads rather than the sink's lowered one.
+func atNormalPriority(write func(context.Context, []chat.Message) error) func(context.Context, []chat.Message) error {
+	return func(ctx context.Context, msgs []chat.Message) error {
+		done := make(chan error, 1)
+		go func() { done <- write(ctx, msgs) }()
+		return <-done
 	}
 }

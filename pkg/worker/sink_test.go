@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/chatd/chatd/pkg/chattest"
 	"github.com/chatd/chatd/pkg/jetstream"
 	"github.com/chatd/chatd/pkg/natsbus"
+	"github.com/chatd/chatd/pkg/prio"
 	"github.com/chatd/chatd/pkg/worker"
 )
 
@@ -169,4 +171,50 @@ func TestSinkStoppedDuringOutageLosesNothing(t *testing.T) {
 	up.mu.Lock()
 	defer up.mu.Unlock()
 	checkRoomOrder(t, msgs, up.got)
+}
+
+// A sink writes at the background priority while it keeps up, and at the
+// normal priority a batch whose oldest message is over a second old, so a
+// busy CPU cannot leave it ever further behind.
+func TestSinkPriorityFollowsLag(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("per-thread priority is Linux only")
+	}
+	prio.SetBackgroundNice(10)
+	defer prio.SetBackgroundNice(0)
+	l := newLog(t)
+	type batch struct {
+		first chat.ID
+		nice  int
+	}
+	got := make(chan batch, 16)
+	write := func(_ context.Context, msgs []chat.Message) error {
+		n, err := prio.ThreadNice()
+		if err != nil {
+			return err
+		}
+		got <- batch{msgs[0].ID, n}
+		return nil
+	}
+	s := worker.NewSink("store", "g", l, write, logger(t))
+	run(t, s)
+
+	ctx := context.Background()
+	fresh := chattest.LogMessages(t, 3, 1)
+	if err := l.Append(ctx, fresh); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; b.first != fresh[0].ID || b.nice != 10 {
+		t.Fatalf("fresh batch %+v, want written at nice 10", b)
+	}
+	old := chattest.LogMessages(t, 3, 1)
+	for i := range old {
+		old[i].CreatedAt = time.Now().Add(-5 * time.Second)
+	}
+	if err := l.Append(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; b.first != old[0].ID || b.nice != 0 {
+		t.Fatalf("lagging batch %+v, want written at nice 0", b)
+	}
 }

@@ -1,0 +1,57 @@
+// Package prio lowers the CPU priority of chatd's background writers, so
+// they yield the processor to live traffic when it is contended.
+//
+// The store and index roles write the log's messages in batches, and
+// SQLite checkpoints its write-ahead log; none of that is waited on by a
+// client, and each batch can hold a processor for milliseconds. Acks and
+// fanout are waited on. Databases treat compaction the same way (RocksDB
+// lowers its compaction threads' priority). Go has no goroutine
+// priorities, so a background goroutine is locked to an OS thread of its
+// own and that thread gets a nice value: with a spare GOMAXPROCS slot the
+// kernel then runs live work first (see EnsureProcs).
+package prio
+
+import (
+	"runtime"
+	"sync/atomic"
+)
+
+// MaxNice is the lowest priority a thread can be given (Linux nice 19).
+const MaxNice = 19
+
+var backgroundNice atomic.Int32
+
+// SetBackgroundNice sets the nice value Background gives threads from now
+// on, 0 (as any thread: Background does nothing) to MaxNice.
+func SetBackgroundNice(n int) { backgroundNice.Store(int32(min(max(n, 0), MaxNice))) }
+
+// Background marks the calling goroutine as background work: when a nice
+// value is set it locks the goroutine to its OS thread for the rest of its
+// life and lowers that thread's priority. Call it first in a goroutine that
+// only does background work; the thread ends when the goroutine returns,
+// so the priority never leaks to other goroutines. It reports whether the
+// priority was lowered.
+func Background() bool {
+	n := int(backgroundNice.Load())
+	if n <= 0 {
+		return false
+	}
+	runtime.LockOSThread()
+	// Never unlocked: a goroutine that exits locked takes its thread
+	// with it.
+	return setThreadNice(n) == nil
+}
+
+// EnsureProcs raises GOMAXPROCS to 2 when it is 1 (a single CPU, or a CPU
+// limit of one) and the GOMAXPROCS environment variable does not set it.
+// With one P, a background batch holds the only P until it blocks or Go
+// preempts it after 10 ms, however low its thread's priority; with two, the
+// kernel can switch to live work at once. It returns the value in effect.
+func EnsureProcs(env func(string) string) int {
+	n := runtime.GOMAXPROCS(0)
+	if n == 1 && env("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(2)
+		n = 2
+	}
+	return n
+}

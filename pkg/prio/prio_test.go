@@ -1,0 +1,87 @@
+package prio
+
+import (
+	"runtime"
+	"testing"
+)
+
+func TestBackgroundLowersOnlyItsThread(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("per-thread priority is Linux only")
+	}
+	defer SetBackgroundNice(0)
+
+	SetBackgroundNice(0)
+	if Background() {
+		t.Fatal("Background lowered a priority with no nice value set")
+	}
+
+	SetBackgroundNice(7)
+	got := make(chan int, 1)
+	go func() {
+		if !Background() {
+			got <- -1
+			return
+		}
+		n, err := ThreadNice()
+		if err != nil {
+			t.Error(err)
+		}
+		got <- n
+	}()
+	if n := <-got; n != 7 {
+		t.Fatalf("background thread nice %d, want 7", n)
+	}
+
+	// The background goroutine has returned and its thread with it: no
+	// other goroutine ever runs at its priority.
+	for range 50 {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			n, err := ThreadNice()
+			if err != nil {
+				t.Error(err)
+			}
+			got <- n
+		}()
+		if n := <-got; n != 0 {
+			t.Fatalf("a later goroutine's thread has nice %d, want 0", n)
+		}
+	}
+}
+
+func TestSetBackgroundNiceClamps(t *testing.T) {
+	defer SetBackgroundNice(0)
+	for _, c := range []struct{ in, want int32 }{{-5, 0}, {0, 0}, {10, 10}, {19, 19}, {40, 19}} {
+		SetBackgroundNice(int(c.in))
+		if n := backgroundNice.Load(); n != c.want {
+			t.Errorf("SetBackgroundNice(%d) stored %d, want %d", c.in, n, c.want)
+		}
+	}
+}
+
+func TestEnsureProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	noEnv := func(string) string { return "" }
+
+	runtime.GOMAXPROCS(1)
+	if n := EnsureProcs(noEnv); n != 2 || runtime.GOMAXPROCS(0) != 2 {
+		t.Fatalf("one P became %d (GOMAXPROCS %d), want 2", n, runtime.GOMAXPROCS(0))
+	}
+
+	runtime.GOMAXPROCS(1)
+	if n := EnsureProcs(func(k string) string {
+		if k == "GOMAXPROCS" {
+			return "1"
+		}
+		return ""
+	}); n != 1 || runtime.GOMAXPROCS(0) != 1 {
+		t.Fatalf("an explicit GOMAXPROCS=1 became %d", n)
+	}
+
+	runtime.GOMAXPROCS(4)
+	if n := EnsureProcs(noEnv); n != 4 {
+		t.Fatalf("four Ps became %d", n)
+	}
+}
