@@ -22,6 +22,7 @@ import (
 	"github.com/chatd/chatd/pkg/app"
 	"github.com/chatd/chatd/pkg/bench"
 	"github.com/chatd/chatd/pkg/config"
+	"github.com/chatd/chatd/pkg/prio"
 )
 
 // Stamped by the release build (goreleaser ldflags).
@@ -166,6 +167,11 @@ func runServe(c *cli.Context, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// On one CPU a second P lets the kernel put acks and fanout before
+	// the store and index batches (see pkg/prio).
+	if procs := prio.EnsureProcs(os.Getenv); procs != runtime.NumCPU() {
+		log.Info("GOMAXPROCS", "procs", procs, "cpus", runtime.NumCPU())
+	}
 	m := app.New(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err
