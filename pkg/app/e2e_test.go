@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -592,18 +593,29 @@ func TestSlowReaderDoesNotStallRoom(t *testing.T) {
 			seen++
 		}
 	}
-	// The slow socket was closed with 1013 (try again later).
+	// The slow socket was closed with 1013 (try again later). The close
+	// frame waits behind everything queued before it; when the client
+	// does not read for longer than the server's write timeout (a slow
+	// race build gets there), the server drops the connection without it.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var code websocket.StatusCode = -1
+	var readErr error
 	for {
-		if _, _, err := sc.Read(ctx); err != nil {
-			code = websocket.CloseStatus(err)
+		if _, _, readErr = sc.Read(ctx); readErr != nil {
+			code = websocket.CloseStatus(readErr)
 			break
 		}
 	}
-	if code != websocket.StatusTryAgainLater {
+	if ctx.Err() != nil {
+		t.Fatal("the slow reader was never disconnected")
+	}
+	if code != websocket.StatusTryAgainLater && code != -1 {
 		t.Fatalf("slow reader closed with %d, want 1013", code)
+	}
+	m := do(t, "GET", s.base+"/metrics", "", nil)
+	if !regexp.MustCompile(`(?m)^chatd_gateway_slow_consumer_disconnects_total [1-9]`).Match(m.body) {
+		t.Fatalf("slow reader ended with %v, and no slow-consumer disconnect was counted", readErr)
 	}
 }
 
