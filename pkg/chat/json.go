@@ -49,6 +49,11 @@ func appendID(dst []byte, id ID) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// AppendJSONString appends s quoted as a JSON string, byte for byte as
+// encoding/json quotes it (see appendJSONString), for frames that wrap a
+// message without reflection.
+func AppendJSONString(dst []byte, s string) []byte { return appendJSONString(dst, s) }
+
 // appendJSONString quotes s exactly as encoding/json does by default: HTML
 // characters escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029 escaped.
 func appendJSONString(dst []byte, s string) []byte {

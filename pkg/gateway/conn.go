@@ -544,7 +544,7 @@ func (c *conn) send(req request) {
 	defer c.sendMu.Unlock()
 	switch {
 	case err == nil:
-		c.enqueue(mustJSON(ackFrame{Type: typeAck, Nonce: req.Nonce, Message: msg}))
+		c.enqueue(ackJSON(req.Nonce, msg))
 	case !c.dead.Load():
 		c.enqueue(errFrame(c.clientErr("send", req.RoomID, err), req.RoomID, &req.Nonce))
 	}

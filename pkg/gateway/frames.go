@@ -118,12 +118,6 @@ type joinedFrame struct {
 	Truncated bool           `json:"truncated,omitempty"`
 }
 
-type ackFrame struct {
-	Type    string       `json:"type"`
-	Nonce   string       `json:"nonce"`
-	Message chat.Message `json:"message"`
-}
-
 type errorFrame struct {
 	Type         string  `json:"type"`
 	Code         string  `json:"code"`
@@ -155,6 +149,18 @@ var internalErrFrame = []byte(`{"type":"error","code":"internal","message":"inte
 // mustJSON encodes frames built from our own types. They cannot fail to
 // encode; if one ever did, the client gets an internal error frame rather
 // than the process a panic.
+// ackJSON is the ack frame of a send, byte for byte what
+// json.Marshal(ackFrame{...}) gives, without its reflection and the
+// re-compaction of the message's own JSON: one ack per send.
+func ackJSON(nonce string, m chat.Message) []byte {
+	b := make([]byte, 0, 64+len(nonce)+160+len(m.Body))
+	b = append(b, `{"type":"ack","nonce":`...)
+	b = chat.AppendJSONString(b, nonce)
+	b = append(b, `,"message":`...)
+	b = m.AppendJSON(b)
+	return append(b, '}')
+}
+
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {

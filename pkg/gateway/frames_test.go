@@ -1,0 +1,69 @@
+package gateway
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/pkg/chat"
+)
+
+// ackFrame is the ack frame's shape, which ackJSON must encode exactly as
+// encoding/json would.
+type ackFrame struct {
+	Type    string       `json:"type"`
+	Nonce   string       `json:"nonce"`
+	Message chat.Message `json:"message"`
+}
+
+func reflectAck(t testing.TB, nonce string, m chat.Message) string {
+	b, err := json.Marshal(ackFrame{Type: typeAck, Nonce: nonce, Message: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestAckJSONMatchesEncodingJSON(t *testing.T) {
+	edited := time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
+	for name, c := range map[string]struct {
+		nonce string
+		m     chat.Message
+	}{
+		"plain":     {"n1", chat.Message{ID: 1, RoomID: 2, UserID: 3, Username: "ann", Body: "hello", CreatedAt: time.Unix(1, 5), Nonce: "n1"}},
+		"no nonce":  {"", chat.Message{ID: 1, Body: "x"}},
+		"edited":    {"e", chat.Message{ID: 1, Body: "x", EditedAt: &edited, Nonce: "e"}},
+		"hostile":   {"<\"\\\x00\u2028>&", chat.Message{Body: "</script>\n\xff", Username: "\xc3", Nonce: "<\"\\\x00\u2028>&"}},
+		"bad utf8":  {"\xed\xa0\x80", chat.Message{Nonce: "\xed\xa0\x80"}},
+		"long body": {"n", chat.Message{Body: string(make([]byte, 70000))}},
+	} {
+		if got, want := string(ackJSON(c.nonce, c.m)), reflectAck(t, c.nonce, c.m); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", name, got, want)
+		}
+	}
+}
+
+func FuzzAckJSON(f *testing.F) {
+	f.Add("n1", "hello", "ann", int64(1), int64(0))
+	f.Add("\x00<\xff", "a\u2028<>&\"\\\x00\xff", "\xc3", int64(-1), int64(1<<62))
+	f.Fuzz(func(t *testing.T, nonce, body, username string, id, nanos int64) {
+		m := chat.Message{ID: chat.ID(id), RoomID: chat.ID(id ^ 7), UserID: chat.ID(nanos), Username: username, Body: body, Nonce: nonce, CreatedAt: time.Unix(0, nanos)}
+		if got, want := string(ackJSON(nonce, m)), reflectAck(t, nonce, m); got != want {
+			t.Fatalf("got %s\nwant %s", got, want)
+		}
+	})
+}
+
+func BenchmarkAckJSON(b *testing.B) {
+	m := chat.Message{ID: 123456789012345, RoomID: 98765432109876, UserID: 5555555555, Username: "someone", Body: "a 100-byte message body, as the benchmarks send, with nothing to escape in it at all....", CreatedAt: time.Now(), Nonce: "n-123456"}
+	b.Run("ackJSON", func(b *testing.B) {
+		for b.Loop() {
+			_ = ackJSON(m.Nonce, m)
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		for b.Loop() {
+			_ = mustJSON(ackFrame{Type: typeAck, Nonce: m.Nonce, Message: m})
+		}
+	})
+}
