@@ -31,8 +31,9 @@ import (
 // written (RedisDB.keyVersion), which not even DEL removes, so each expired
 // key still leaves some 60-100 bytes behind. That is why nonce claims, a
 // new key per sent message, are not kept in miniredis at all but in
-// nonceTable, which this sweeper also sweeps (also); the keys left here are
-// one per session, rate-limited key or room, written far more rarely.
+// nonceTable, which this sweeper also sweeps (also), as it does the rooms'
+// windows (recentTable, kept natively for CPU); the keys left here are one
+// per session or rate-limited key, written far more rarely.
 type expiry struct {
 	// del deletes a key from the store; called with mu held.
 	del func(key string)

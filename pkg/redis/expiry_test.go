@@ -42,8 +42,8 @@ func useFakeClock(c *Cache) *fakeClock {
 }
 
 // In embedded mode the keys written with a TTL are deleted once it has run
-// out, each at its own latest deadline; nonce claims, kept in the native
-// table and never in miniredis, likewise.
+// out, each at its own latest deadline; nonce claims and room windows, kept
+// in their native tables and never in miniredis, likewise.
 func TestEmbeddedExpiry(t *testing.T) {
 	ctx := context.Background()
 	c, err := Open(ctx, Config{Prefix: "exp:", RecentPerRoom: 5, RecentTTL: time.Hour}, nil)
@@ -56,6 +56,13 @@ func TestEmbeddedExpiry(t *testing.T) {
 	at := func(d time.Duration) { clk.set(t0.Add(d)); c.exp.sweep() }
 	exists := func(k string) bool { return c.mini.Exists(k) }
 	claimed := func(m chat.Message) bool { return c.nonces.live(m, clk.now()) }
+	window := func() int {
+		got, err := c.RecentAfter(ctx, 9, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
 
 	// t0: two nonce claims (10m), two sessions (1m), a room window (1h),
 	// a rate bucket emptied (3 per minute: its key lives at most 1m).
@@ -86,9 +93,12 @@ func TestEmbeddedExpiry(t *testing.T) {
 	sess1, sess2 := c.key("sess", "h1"), c.key("sess", "h2")
 	recent := c.recentKey(9)
 	rate := rateKeyPrefix + c.key("send:1")
-	all := []string{sess1, sess2, recent, rate}
+	all := []string{sess1, sess2, rate}
 	if got := c.mini.Keys(); !slices.Equal(got, slices.Sorted(slices.Values(all))) {
-		t.Fatalf("keys = %q, want %q (no nonce key %q, %q)", got, all, nonce1, nonce2)
+		t.Fatalf("keys = %q, want %q (no nonce key %q, %q, no window %q)", got, all, nonce1, nonce2, recent)
+	}
+	if window() != 1 || c.recent.len() != 1 {
+		t.Fatalf("window holds %d, table %d rooms; want 1, 1", window(), c.recent.len())
 	}
 	if n := c.exp.len(); n != len(all) {
 		t.Fatalf("tracking %d keys, want %d", n, len(all))
@@ -110,7 +120,7 @@ func TestEmbeddedExpiry(t *testing.T) {
 	// t0+70s: h2 and the rate bucket are gone; the re-set h1 and the
 	// not yet due keys stay.
 	at(70 * time.Second)
-	for k, want := range map[string]bool{sess1: true, sess2: false, rate: false, recent: true} {
+	for k, want := range map[string]bool{sess1: true, sess2: false, rate: false} {
 		if exists(k) != want {
 			t.Errorf("at +70s: %s exists=%v, want %v", k, !want, want)
 		}
@@ -131,10 +141,13 @@ func TestEmbeddedExpiry(t *testing.T) {
 	// t0+10m+1s: the claims (retried or not) and h1 are gone; the window
 	// (and the bucket, re-created at +70s) stay.
 	at(nonceTTL + time.Second)
-	for k, want := range map[string]bool{sess1: false, recent: true, rate: false} {
+	for k, want := range map[string]bool{sess1: false, rate: false} {
 		if exists(k) != want {
 			t.Errorf("at +10m1s: %s exists=%v, want %v", k, !want, want)
 		}
+	}
+	if window() != 1 {
+		t.Errorf("at +10m1s: the window holds %d, want 1", window())
 	}
 	if n := c.nonces.len(); n != 0 {
 		t.Errorf("at +10m1s: the nonce table holds %d after the sweep, want 0", n)
@@ -163,6 +176,12 @@ func TestEmbeddedExpiry(t *testing.T) {
 	}
 	if n, q := c.nonces.len(), c.nonces.queued(); n != 0 || q != 0 {
 		t.Fatalf("nonce table holds %d entries, %d deadlines after all expired", n, q)
+	}
+	if n, q := c.recent.len(), c.recent.queued(); n != 0 || q != 0 || window() != 0 {
+		t.Fatalf("recent table holds %d rooms, %d deadlines after all expired", n, q)
+	}
+	if exists(recent) {
+		t.Error("a room window reached miniredis")
 	}
 }
 

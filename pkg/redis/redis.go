@@ -1,8 +1,10 @@
 // Package redis is chatd's cache layer on Redis: the session cache, send
 // rate limits, client-nonce claims and the window of recently acknowledged
 // messages. The embedded mode runs miniredis in-process and talks to it
-// through the same go-redis client as a real Redis, so there is one code
-// path for both.
+// through the same go-redis client as a real Redis, so sessions and rate
+// limits have one code path for both; nonce claims and recent windows, the
+// writes of every sent message, it keeps in native tables instead
+// (nonceTable, recentTable), with the same results.
 package redis
 
 import (
@@ -49,14 +51,17 @@ type Cache struct {
 	exp *expiry
 	// nonces holds the nonce claims in embedded mode, in place of
 	// miniredis keys; nil with a real Redis. See nonceTable.
-	nonces  *nonceTable
+	nonces *nonceTable
+	// recent holds the rooms' recent windows in embedded mode, in place
+	// of miniredis sorted sets; nil with a real Redis. See recentTable.
+	recent  *recentTable
 	prefix  string
 	recentN int
 	recentT time.Duration
 
 	// untrimmed counts, per room, the messages added to its window since
 	// this process last trimmed it, and when it last renewed the window's
-	// TTL (see AddRecent).
+	// TTL (see AddRecent). Used with a real Redis only.
 	trimMu    sync.Mutex
 	untrimmed map[chat.ID]windowUpkeep
 }
@@ -91,7 +96,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Cache, error) {
 		db := m.DB(0) // go-redis's default DB, as opt leaves DB 0
 		c.exp = newExpiry(func(k string) { db.Del(k) })
 		c.nonces = newNonceTable(c.exp.clock)
-		c.exp.also = c.nonces.sweep
+		c.recent = newRecentTable(c.exp.clock, c.recentN, c.recentT)
+		c.exp.also = func() int { return c.nonces.sweep() + c.recent.sweep() }
 		c.exp.start(sweepEvery)
 		srv := m.Server()
 		opt = &goredis.Options{Addr: m.Addr(), Dialer: func(context.Context, string, string) (net.Conn, error) {
@@ -348,8 +354,19 @@ func (c *Cache) recentKey(room chat.ID) string { return c.key("recent", room.Str
 // holds at most that many beyond RecentPerRoom per ingest instance. Readers
 // merge and cut, so a few more old messages change nothing for them, while
 // trimming on every add would cost miniredis a sort of the whole window.
+//
+// The embedded cache keeps its windows in recentTable instead, never in
+// miniredis: the same messages in the same order, trimmed exactly, each
+// kept until RecentTTL after its room's last add.
 func (c *Cache) AddRecent(ctx context.Context, msgs []chat.Message) error {
 	if len(msgs) == 0 {
+		return nil
+	}
+	if c.recent != nil {
+		if err := ctx.Err(); err != nil { // as go-redis does before a round trip
+			return unavailable("add recent", err)
+		}
+		c.recent.add(msgs)
 		return nil
 	}
 	pipe := c.rdb.Pipeline()
@@ -404,6 +421,12 @@ func (c *Cache) AddRecent(ctx context.Context, msgs []chat.Message) error {
 // RecentAfter returns the messages of the room's window with an ID above
 // after, oldest first.
 func (c *Cache) RecentAfter(ctx context.Context, room, after chat.ID) ([]chat.Message, error) {
+	if c.recent != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, unavailable("recent", err)
+		}
+		return c.recent.after(room, after), nil
+	}
 	vals, err := c.rdb.ZRangeByLex(ctx, c.recentKey(room), &goredis.ZRangeBy{Min: "[" + padID(after+1), Max: "+"}).Result()
 	if err != nil {
 		return nil, unavailable("recent", err)
@@ -415,6 +438,12 @@ func (c *Cache) RecentAfter(ctx context.Context, room, after chat.ID) ([]chat.Me
 // an ID below before (0: no bound), oldest first. It reads only those
 // entries, so a join does not decode the whole window.
 func (c *Cache) RecentBefore(ctx context.Context, room, before chat.ID, limit int) ([]chat.Message, error) {
+	if c.recent != nil {
+		if err := ctx.Err(); err != nil {
+			return nil, unavailable("recent", err)
+		}
+		return c.recent.before(room, before, limit), nil
+	}
 	max := "+"
 	if before > 0 {
 		max = "(" + padID(before)

@@ -212,13 +212,57 @@ func TestRecentWindowTrimAmortized(t *testing.T) {
 }
 
 // A window's TTL is set by its first add and renewed when it is trimmed or
-// a quarter of the TTL has passed, not by every add.
+// a quarter of the TTL has passed, not by every add. The embedded cache
+// keeps a window until RecentTTL after its room's last add (see
+// recentTable), checked on the tracker's clock.
 func TestRecentWindowTTLRenewal(t *testing.T) {
 	for name, c := range openCaches(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			c.recentN = 64 // trims every 8 adds, so adds 2 and 3 do not trim
 			room := chat.ID(4242)
+			add := func(id int64) {
+				t.Helper()
+				if err := c.AddRecent(ctx, []chat.Message{msg(id, int64(room), 1, "", "m")}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			window := func() int {
+				t.Helper()
+				got, err := c.RecentAfter(ctx, room, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return len(got)
+			}
+			if c.recent != nil {
+				clk := useFakeClock(c)
+				t0 := clk.now()
+				at := func(d time.Duration) { clk.set(t0.Add(d)) }
+				add(1)
+				at(c.recentT / 2)
+				add(2)
+				// Past the first add's TTL, the second add's keeps it.
+				at(c.recentT + time.Second)
+				if c.exp.sweep(); window() != 2 || c.recent.len() != 1 {
+					t.Fatalf("at TTL+1s after the first add: window %d, %d rooms; want 2, 1", window(), c.recent.len())
+				}
+				add(3)
+				at(c.recentT + time.Second + c.recentT - time.Second)
+				if c.exp.sweep(); window() != 3 {
+					t.Fatalf("a second before TTL after the last add: window %d, want 3", window())
+				}
+				// TTL after the last add it is gone: at once for reads,
+				// from the table at the next sweep.
+				at(2*c.recentT + time.Second)
+				if window() != 0 || c.recent.len() != 1 {
+					t.Fatalf("TTL after the last add, before a sweep: window %d, %d rooms; want 0, 1", window(), c.recent.len())
+				}
+				if c.exp.sweep(); c.recent.len() != 0 {
+					t.Fatalf("TTL after the last add, after a sweep: %d rooms, want 0", c.recent.len())
+				}
+				return
+			}
 			k := c.recentKey(room)
 			ttl := func() time.Duration {
 				t.Helper()
@@ -227,12 +271,6 @@ func TestRecentWindowTTLRenewal(t *testing.T) {
 					t.Fatal(err)
 				}
 				return d
-			}
-			add := func(id int64) {
-				t.Helper()
-				if err := c.AddRecent(ctx, []chat.Message{msg(id, int64(room), 1, "", "m")}); err != nil {
-					t.Fatal(err)
-				}
 			}
 			add(1)
 			if d := ttl(); d <= c.recentT-time.Minute || d > c.recentT {
@@ -257,8 +295,8 @@ func TestRecentWindowTTLRenewal(t *testing.T) {
 			if d := ttl(); d <= c.recentT-time.Minute {
 				t.Fatalf("a due renewal left the TTL at %v", d)
 			}
-			if got, err := c.RecentAfter(ctx, room, 0); err != nil || len(got) != 3 {
-				t.Fatalf("window %v, %v; want 3 messages", got, err)
+			if n := window(); n != 3 {
+				t.Fatalf("window holds %d; want 3 messages", n)
 			}
 		})
 	}
