@@ -173,49 +173,43 @@ func TestAuthCacheLogout(t *testing.T) {
 	mustRefuse(t, a, f, "tok")
 }
 
-// A Logout on this node while a lookup is in flight: the lookup read the
-// session before the revoke, and must not cache it.
-func TestAuthCacheLogoutDuringLookup(t *testing.T) {
-	f := newFakeUsers()
-	h := f.login("tok", 7)
-	a := newTestAuthCache(f)
+// A revocation while a lookup is in flight, by a Logout on this node or by
+// another node's control event (through the handler Run subscribes): the
+// lookup read the session before the revoke, and must not cache it.
+func TestAuthCacheRevokedDuringLookup(t *testing.T) {
+	for name, revoke := range map[string]func(t *testing.T, a *AuthCache, f *fakeUsers, h string){
+		"logout here": func(t *testing.T, a *AuthCache, _ *fakeUsers, h string) {
+			if err := a.Logout(context.Background(), h); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"event from another node": func(t *testing.T, a *AuthCache, f *fakeUsers, h string) {
+			f.revoke(h) // the other node's Logout ...
+			data, err := json.Marshal(chat.ControlEvent{Type: chat.EventSessionRevoked, TokenHash: h})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.onControl(&nats.Msg{Subject: chat.SubjectControl, Data: data}) // ... and its event
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeUsers()
+			h := f.login("tok", 7)
+			a := newTestAuthCache(f)
 
-	entered, release := f.holdAuth()
-	res := startAuth(a, "tok")
-	wait(t, entered, "lookup start")
-	if err := a.Logout(context.Background(), h); err != nil {
-		t.Fatal(err)
+			entered, release := f.holdAuth()
+			res := startAuth(a, "tok")
+			wait(t, entered, "lookup start")
+			revoke(t, a, f, h)
+			release()
+			// The in-flight lookup answers what it read; it began
+			// before the revocation, so that is allowed.
+			if r := wait(t, res, "lookup"); r.err != nil {
+				t.Fatalf("in-flight lookup: %v", r.err)
+			}
+			mustRefuse(t, a, f, "tok")
+		})
 	}
-	release()
-	// The in-flight lookup answers what it read; it began before the
-	// Logout, so that is allowed.
-	if r := wait(t, res, "lookup"); r.err != nil {
-		t.Fatalf("in-flight lookup: %v", r.err)
-	}
-	mustRefuse(t, a, f, "tok")
-}
-
-// A revocation from another node (the control event) while a lookup is in
-// flight, delivered through the handler Run subscribes.
-func TestAuthCacheRevokedEventDuringLookup(t *testing.T) {
-	f := newFakeUsers()
-	h := f.login("tok", 7)
-	a := newTestAuthCache(f)
-
-	entered, release := f.holdAuth()
-	res := startAuth(a, "tok")
-	wait(t, entered, "lookup start")
-	f.revoke(h) // the other node's Logout ...
-	data, err := json.Marshal(chat.ControlEvent{Type: chat.EventSessionRevoked, TokenHash: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.onControl(&nats.Msg{Subject: chat.SubjectControl, Data: data}) // ... and its event
-	release()
-	if r := wait(t, res, "lookup"); r.err != nil {
-		t.Fatalf("in-flight lookup: %v", r.err)
-	}
-	mustRefuse(t, a, f, "tok")
 }
 
 // An Authenticate that runs between Logout's eviction and the user role's
