@@ -137,7 +137,8 @@ func (t *nonceTable) claim(msgs []chat.Message, ttl time.Duration) []*chat.Messa
 			}
 			refused[id] = i
 			if !prev.unreadable {
-				out[i] = prev.copyMessage()
+				m := ownCopy(prev.msg)
+				out[i] = &m
 			}
 		}
 	}
@@ -147,14 +148,34 @@ func (t *nonceTable) claim(msgs []chat.Message, ttl time.Duration) []*chat.Messa
 	return out
 }
 
-// copyMessage returns a copy of e.msg that shares nothing mutable with it.
-func (e *nonceEntry) copyMessage() *chat.Message {
-	m := e.msg
+// ownCopy returns m with its own EditedAt, so it shares nothing mutable
+// with the message it was copied from: what a table hands out, and what it
+// keeps of what it is given.
+func ownCopy(m chat.Message) chat.Message {
 	if m.EditedAt != nil {
 		edited := *m.EditedAt
 		m.EditedAt = &edited
 	}
-	return &m
+	return m
+}
+
+// shrunk returns m, or a copy of it once it holds under a quarter of its
+// peak (a high-water mark of len(m), reset here) and that peak is at least
+// min: a Go map never gives back the room it grew to, and the copy is at
+// most a quarter of the peak. Called with the table's lock held.
+func shrunk[K comparable, V any](m map[K]V, peak *int, min int) map[K]V {
+	if n := len(m); n > *peak {
+		*peak = n
+	}
+	if len(m) >= *peak/4 || *peak < min {
+		return m
+	}
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	*peak = len(c)
+	return c
 }
 
 // sweep removes the entries whose deadline has passed and returns how many
@@ -187,13 +208,7 @@ func (t *nonceTable) sweep() int {
 			delete(t.queues, ttl)
 		}
 	}
-	if len(t.m) < t.peak/4 && t.peak >= nonceShrinkMin {
-		m := make(map[nonceID]nonceEntry, len(t.m))
-		for k, v := range t.m {
-			m[k] = v
-		}
-		t.m, t.peak = m, len(m)
-	}
+	t.m = shrunk(t.m, &t.peak, nonceShrinkMin)
 	t.mu.Unlock()
 	return n
 }

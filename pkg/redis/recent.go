@@ -106,11 +106,7 @@ func (t *recentTable) add(msgs []chat.Message) {
 	for i, m := range msgs {
 		c, ok := canonicalMessage(m)
 		if !ok {
-			c = m
-			if c.EditedAt != nil {
-				edited := *c.EditedAt
-				c.EditedAt = &edited
-			}
+			c = ownCopy(m)
 		}
 		canon[i] = recentEntry{msg: c, unreadable: !ok}
 	}
@@ -269,15 +265,12 @@ func collect(live []recentEntry) []chat.Message {
 	return out
 }
 
-// ownTimes gives every message of out its own EditedAt, so the caller
-// shares nothing mutable with the table. Without the lock: the table never
-// writes through an EditedAt it holds.
+// ownTimes gives every message of out its own EditedAt (ownCopy), so the
+// caller shares nothing mutable with the table. Without the lock: the
+// table never writes through an EditedAt it holds.
 func ownTimes(out []chat.Message) []chat.Message {
 	for i := range out {
-		if out[i].EditedAt != nil {
-			edited := *out[i].EditedAt
-			out[i].EditedAt = &edited
-		}
+		out[i] = ownCopy(out[i])
 	}
 	return out
 }
@@ -305,13 +298,7 @@ func (t *recentTable) sweep() int {
 			budget = sweepBatch
 		}
 	}
-	if len(t.rooms) < t.peak/4 && t.peak >= recentShrinkMin {
-		rooms := make(map[chat.ID]*recentWindow, len(t.rooms))
-		for k, v := range t.rooms {
-			rooms[k] = v
-		}
-		t.rooms, t.peak = rooms, len(rooms)
-	}
+	t.rooms = shrunk(t.rooms, &t.peak, recentShrinkMin)
 	t.mu.Unlock()
 	return n
 }
