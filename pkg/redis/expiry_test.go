@@ -46,11 +46,7 @@ func useFakeClock(c *Cache) *fakeClock {
 // in their native tables and never in miniredis, likewise.
 func TestEmbeddedExpiry(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "exp:", RecentPerRoom: 5, RecentTTL: time.Hour}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(t, Config{Prefix: "exp:", RecentPerRoom: 5, RecentTTL: time.Hour})
 	clk := useFakeClock(c)
 	t0 := clk.now()
 	at := func(d time.Duration) { clk.set(t0.Add(d)); c.exp.sweep() }
@@ -280,11 +276,7 @@ func BenchmarkTrack(b *testing.B) {
 // is that residue. Run with -benchtime=100000x.
 func BenchmarkExpiredNonceResidue(b *testing.B) {
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "chatd:"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(b, Config{Prefix: "chatd:"})
 	clk := useFakeClock(c)
 	batch := make([]chat.Message, 1)
 	claim := func(i int) {

@@ -20,11 +20,7 @@ import (
 func BenchmarkClaimNonces(b *testing.B) {
 	const batchLen = 16
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "chatd:"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(b, Config{Prefix: "chatd:"})
 	clk := useFakeClock(c)
 	batch := make([]chat.Message, batchLen)
 	fill := func(i int) {
@@ -81,11 +77,7 @@ func (t *nonceTable) live(m chat.Message, now time.Time) bool {
 // refused claim does not move its deadline.
 func TestNonceClaimExpires(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "nx:"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(t, Config{Prefix: "nx:"})
 	clk := useFakeClock(c)
 	t0 := clk.now()
 	claim := func(m chat.Message) *chat.Message {
@@ -135,11 +127,7 @@ func TestNonceClaimExpires(t *testing.T) {
 // JSON reads back.
 func TestNonceClaimResults(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(t, Config{})
 	edited := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("x", 3600))
 	stored := msg(1, 1, 1, "a", "first")
 	stored.EditedAt = &edited
@@ -215,11 +203,7 @@ func TestCanonicalMessage(t *testing.T) {
 	}
 	// One that does not read back is refused as with Redis: the retry
 	// may be stored.
-	c, err := Open(context.Background(), Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(t, Config{})
 	bad := chat.Message{ID: 1, UserID: 5, Nonce: "far", CreatedAt: far}
 	for i := 0; i < 2; i++ {
 		if res, err := c.ClaimNonces(context.Background(), []chat.Message{bad}, time.Minute); err != nil || res[0] != nil {

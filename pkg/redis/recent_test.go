@@ -21,11 +21,7 @@ import (
 func BenchmarkAddRecent(b *testing.B) {
 	const batchLen, rooms = 16, 4
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "chatd:"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(b, Config{Prefix: "chatd:"})
 	batch := make([]chat.Message, batchLen)
 	n := 0
 	fill := func() {
@@ -57,11 +53,7 @@ func BenchmarkAddRecent(b *testing.B) {
 // the whole window (a join with since older than the window).
 func BenchmarkRecentAfter(b *testing.B) {
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "chatd:"}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(b, Config{Prefix: "chatd:"})
 	const total = chat.MaxSinceReplay + 100
 	for i := int64(1); i <= total; i += 10 {
 		var batch []chat.Message
@@ -100,11 +92,7 @@ func ids(ms []chat.Message) []chat.ID {
 // for expiry there.
 func TestRecentWindowNotInMiniredis(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "native:", RecentPerRoom: 5}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(t, Config{Prefix: "native:", RecentPerRoom: 5})
 	for i := int64(1); i <= 40; i++ {
 		if err := c.AddRecent(ctx, []chat.Message{msg(i, 1+i%4, 1, "", "m"), msg(1000+i, 7, 1, "", "m")}); err != nil {
 			t.Fatal(err)
@@ -129,11 +117,7 @@ func TestRecentWindowNotInMiniredis(t *testing.T) {
 // sweep, and an add before that sweep starts it over.
 func TestRecentWindowExpires(t *testing.T) {
 	ctx := context.Background()
-	c, err := Open(ctx, Config{Prefix: "exp:", RecentPerRoom: 5, RecentTTL: time.Minute}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(t, Config{Prefix: "exp:", RecentPerRoom: 5, RecentTTL: time.Minute})
 	clk := useFakeClock(c)
 	t0 := clk.now()
 	at := func(d time.Duration) { clk.set(t0.Add(d)) }

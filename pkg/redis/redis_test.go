@@ -35,6 +35,18 @@ func openCaches(t *testing.T) map[string]*Cache {
 	return out
 }
 
+// openEmbedded opens an embedded cache (miniredis and the native tables),
+// closed when the test ends.
+func openEmbedded(tb testing.TB, cfg Config) *Cache {
+	tb.Helper()
+	c, err := Open(context.Background(), cfg, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
 func msg(id, room, user int64, nonce, body string) chat.Message {
 	return chat.Message{ID: chat.ID(id), RoomID: chat.ID(room), UserID: chat.ID(user), Username: "u", Body: body, Nonce: nonce, CreatedAt: time.Unix(0, id).UTC()}
 }
@@ -175,11 +187,7 @@ func TestRecentWindow(t *testing.T) {
 // RecentPerRoom, nor more than RecentPerRoom/8 beyond them.
 func TestRecentWindowTrimAmortized(t *testing.T) {
 	const n = 64
-	c, err := Open(context.Background(), Config{Prefix: "trim:", RecentPerRoom: n}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := openEmbedded(t, Config{Prefix: "trim:", RecentPerRoom: n})
 	ctx := context.Background()
 	for i := int64(1); i <= 500; i++ {
 		batch := []chat.Message{msg(i, 1, 1, "", "m")}
