@@ -101,10 +101,26 @@ type SearchHit struct {
 
 // SearchResult is one page of hits, best match first.
 type SearchResult struct {
-	Hits       []SearchHit
-	Total      int64
-	NextCursor string
+	Hits []SearchHit
+	// Total counts the matches up to MaxSearchTotal; TotalRelation says
+	// whether it is exact (TotalEq) or a lower bound (TotalGte: more
+	// matched).
+	Total         int64
+	TotalRelation string
+	NextCursor    string
 }
+
+// MaxSearchTotal is how far search counts matches, and how deep its paging
+// goes: Elasticsearch's default track_total_hits and max_result_window.
+// Counting every match of a common word cost hundreds of milliseconds over
+// a million messages, for a number nobody pages to the end of.
+const MaxSearchTotal = 10_000
+
+// SearchResult.TotalRelation values, Elasticsearch's names.
+const (
+	TotalEq  = "eq"  // Total is the exact count
+	TotalGte = "gte" // at least Total matched (Total is MaxSearchTotal)
+)
 
 // SearchIndex serves history and full-text search (SQLite FTS5, Elasticsearch).
 type SearchIndex interface {

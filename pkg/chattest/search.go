@@ -168,8 +168,8 @@ func SearchIndex(t *testing.T, open func(t *testing.T) chat.SearchIndex) {
 			if !slices.Equal(got, want) {
 				t.Errorf("Search(%q, rooms %v, user %d) = %v, want %v", tc.q, rooms, tc.user, got, want)
 			}
-			if res.Total != int64(len(want)) {
-				t.Errorf("Search(%q) Total = %d, want %d", tc.q, res.Total, len(want))
+			if res.Total != int64(len(want)) || res.TotalRelation != chat.TotalEq {
+				t.Errorf("Search(%q) Total = %d %q, want %d %q", tc.q, res.Total, res.TotalRelation, len(want), chat.TotalEq)
 			}
 			if res.NextCursor != "" {
 				t.Errorf("Search(%q) with every hit on one page has NextCursor %q", tc.q, res.NextCursor)
@@ -306,8 +306,8 @@ func SearchIndex(t *testing.T, open func(t *testing.T) chat.SearchIndex) {
 			}
 			res, err := s.Search(ctx, q)
 			noErr(t, "Search page", err)
-			if res.Total != 25 {
-				t.Fatalf("page %d Total = %d, want 25", i, res.Total)
+			if res.Total != 25 || res.TotalRelation != chat.TotalEq {
+				t.Fatalf("page %d Total = %d %q, want 25 %q", i, res.Total, res.TotalRelation, chat.TotalEq)
 			}
 			sizes = append(sizes, len(res.Hits))
 			for _, h := range res.Hits {
@@ -328,6 +328,81 @@ func SearchIndex(t *testing.T, open func(t *testing.T) chat.SearchIndex) {
 			if !want[id] {
 				t.Fatalf("paging returned message %d, which does not match", id)
 			}
+		}
+	})
+
+	// Counting stops at chat.MaxSearchTotal, as Elasticsearch's
+	// track_total_hits does by default; paging still reaches that depth.
+	t.Run("TotalCap", func(t *testing.T) {
+		s, ctx := open(t), ctxOf(t)
+		base := time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC)
+		room, other := chat.ID(9), chat.ID(10)
+		n := chat.MaxSearchTotal + 1
+		var batch []chat.Message
+		for i := range n {
+			// One message a millisecond, so a time range picks an exact
+			// number of them.
+			batch = append(batch, messageAt(base.Add(time.Duration(i)*time.Millisecond), 0, room, 1, fmt.Sprintf("crowd %d", i)))
+		}
+		batch = append(batch, messageAt(base, 1, other, 1, "crowd elsewhere"))
+		for part := range slices.Chunk(batch, 1000) {
+			noErr(t, "IndexMessages", s.IndexMessages(ctx, part))
+		}
+		q := chat.SearchQuery{Text: "crowd", RoomIDs: []chat.ID{room}, Limit: chat.MaxPageLimit}
+		var res chat.SearchResult
+		eventually(t, "Search crowd is capped", func() (bool, string) {
+			var err error
+			res, err = s.Search(ctx, q)
+			noErr(t, "Search", err)
+			return res.Total == chat.MaxSearchTotal && res.TotalRelation == chat.TotalGte,
+				fmt.Sprintf("total %d %q", res.Total, res.TotalRelation)
+		})
+		for _, tc := range []struct {
+			name     string
+			q        chat.SearchQuery
+			total    int64
+			relation string
+		}{
+			{"exactly the cap", chat.SearchQuery{Text: "crowd", RoomIDs: []chat.ID{room}, To: base.Add(time.Duration(chat.MaxSearchTotal) * time.Millisecond)}, chat.MaxSearchTotal, chat.TotalEq},
+			{"one past the cap", chat.SearchQuery{Text: "crowd", RoomIDs: []chat.ID{room}, From: base}, chat.MaxSearchTotal, chat.TotalGte},
+			{"both rooms", chat.SearchQuery{Text: "crowd", RoomIDs: []chat.ID{room, other}}, chat.MaxSearchTotal, chat.TotalGte},
+			{"the other room", chat.SearchQuery{Text: "crowd", RoomIDs: []chat.ID{other}}, 1, chat.TotalEq},
+			{"one message", chat.SearchQuery{Text: "crowd 1234", RoomIDs: []chat.ID{room}}, 1, chat.TotalEq},
+		} {
+			tc.q.Limit = 10
+			got, err := s.Search(ctx, tc.q)
+			noErr(t, "Search "+tc.name, err)
+			if got.Total != tc.total || got.TotalRelation != tc.relation {
+				t.Errorf("Search %s: total %d %q, want %d %q", tc.name, got.Total, got.TotalRelation, tc.total, tc.relation)
+			}
+		}
+
+		// Paging goes as deep as the count: every page says the same,
+		// and the last cursor is at the cap.
+		seen := map[chat.ID]bool{}
+		for page := 0; ; page++ {
+			if page > chat.MaxSearchTotal/chat.MaxPageLimit {
+				t.Fatal("Search paging does not end at the cap")
+			}
+			if res.Total != chat.MaxSearchTotal || res.TotalRelation != chat.TotalGte {
+				t.Fatalf("page %d: total %d %q", page, res.Total, res.TotalRelation)
+			}
+			for _, h := range res.Hits {
+				if seen[h.Message.ID] || h.Message.RoomID != room {
+					t.Fatalf("page %d: hit %d repeated or from room %d", page, h.Message.ID, h.Message.RoomID)
+				}
+				seen[h.Message.ID] = true
+			}
+			if res.NextCursor == "" {
+				break
+			}
+			q.Cursor = res.NextCursor
+			var err error
+			res, err = s.Search(ctx, q)
+			noErr(t, "Search page", err)
+		}
+		if len(seen) != chat.MaxSearchTotal {
+			t.Fatalf("paging a capped result found %d messages, want %d", len(seen), chat.MaxSearchTotal)
 		}
 	})
 

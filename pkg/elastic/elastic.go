@@ -422,7 +422,8 @@ var errUnavailable = chat.Errorf(chat.EUNAVAILABLE, "search unavailable")
 type searchResponse struct {
 	Hits struct {
 		Total struct {
-			Value int64 `json:"value"`
+			Value    int64  `json:"value"`
+			Relation string `json:"relation"` // "eq" or "gte"
 		} `json:"total"`
 		Hits []struct {
 			Source doc           `json:"_source"`
@@ -560,7 +561,7 @@ func (ix *Index) History(ctx context.Context, q chat.HistoryQuery) (chat.History
 
 // maxSearchDepth bounds search paging, as Elasticsearch's own
 // index.max_result_window does (and the SQLite backend matches).
-const maxSearchDepth = 10_000
+const maxSearchDepth = chat.MaxSearchTotal
 
 // Search runs a full-text search in q.RoomIDs, best match first (ties:
 // newest first), with every term of the query required.
@@ -570,7 +571,7 @@ func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		return chat.SearchResult{}, err
 	}
 	if len(q.RoomIDs) == 0 {
-		return chat.SearchResult{Hits: []chat.SearchHit{}}, nil
+		return chat.SearchResult{Hits: []chat.SearchHit{}, TotalRelation: chat.TotalEq}, nil
 	}
 	n := limit(q.Limit)
 	must := make([]any, 0, len(terms))
@@ -606,18 +607,23 @@ func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		offset, bound = o, b
 	}
 	filter = append(filter, map[string]any{"range": map[string]any{"id_n": map[string]any{"lt": bound}}})
+	// Counting stops at the cap ("relation":"gte" beyond), as it does by
+	// default; the SQLite backend counts as far.
 	body := map[string]any{
 		"from":             offset,
 		"size":             min(int64(n+1), maxSearchDepth-offset),
 		"query":            map[string]any{"bool": map[string]any{"must": must, "filter": filter}},
 		"sort":             []any{map[string]any{"_score": "desc"}, map[string]any{"id_n": "desc"}},
-		"track_total_hits": true,
+		"track_total_hits": chat.MaxSearchTotal,
 	}
 	sr, err := ix.search(ctx, body)
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
-	res := chat.SearchResult{Total: sr.Hits.Total.Value, Hits: make([]chat.SearchHit, 0, min(n, len(sr.Hits.Hits)))}
+	res := chat.SearchResult{Total: sr.Hits.Total.Value, TotalRelation: chat.TotalEq, Hits: make([]chat.SearchHit, 0, min(n, len(sr.Hits.Hits)))}
+	if sr.Hits.Total.Relation == chat.TotalGte || res.Total > chat.MaxSearchTotal {
+		res.Total, res.TotalRelation = min(res.Total, chat.MaxSearchTotal), chat.TotalGte
+	}
 	for i, h := range sr.Hits.Hits {
 		if i == n {
 			if next := offset + int64(n); next < maxSearchDepth {

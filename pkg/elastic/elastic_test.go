@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -249,5 +250,57 @@ func TestSearchPagingStableWhileIndexing(t *testing.T) {
 	}
 	if len(seen) != len(first) {
 		t.Fatalf("listing held %d messages, want the %d indexed before it began", len(seen), len(first))
+	}
+}
+
+// TestSearchTotalRelation checks that search asks the server to count up
+// to chat.MaxSearchTotal only, and passes on whether the count is exact.
+func TestSearchTotalRelation(t *testing.T) {
+	var reqBody []byte
+	answer := ""
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqBody, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"hits":{"total":` + answer + `,"hits":[]}}`))
+	}))
+	defer srv.Close()
+	ix, err := Open(context.Background(), Config{Addresses: []string{srv.URL}, Flavor: FlavorOpenSearch}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	for _, tc := range []struct {
+		answer   string
+		total    int64
+		relation string
+	}{
+		{`{"value":10000,"relation":"gte"}`, chat.MaxSearchTotal, chat.TotalGte},
+		{`{"value":10000,"relation":"eq"}`, chat.MaxSearchTotal, chat.TotalEq},
+		{`{"value":42,"relation":"eq"}`, 42, chat.TotalEq},
+		{`{"value":7}`, 7, chat.TotalEq},
+		// A server that counted past the cap anyway is capped here.
+		{`{"value":123456,"relation":"eq"}`, chat.MaxSearchTotal, chat.TotalGte},
+	} {
+		answer = tc.answer
+		res, err := ix.Search(context.Background(), chat.SearchQuery{Text: "x", RoomIDs: []chat.ID{1}, Limit: 10})
+		if err != nil {
+			t.Fatalf("answer %s: %v", tc.answer, err)
+		}
+		if res.Total != tc.total || res.TotalRelation != tc.relation {
+			t.Errorf("answer %s: total %d %q, want %d %q", tc.answer, res.Total, res.TotalRelation, tc.total, tc.relation)
+		}
+		var sent struct {
+			TrackTotalHits json.RawMessage `json:"track_total_hits"`
+		}
+		if err := json.Unmarshal(reqBody, &sent); err != nil {
+			t.Fatalf("request body %s: %v", reqBody, err)
+		}
+		if got := string(sent.TrackTotalHits); got != "10000" {
+			t.Errorf("track_total_hits %s, want 10000", got)
+		}
+	}
+	res, err := ix.Search(context.Background(), chat.SearchQuery{Text: "x", Limit: 10})
+	if err != nil || res.Total != 0 || res.TotalRelation != chat.TotalEq {
+		t.Fatalf("Search without rooms: total %d %q, %v", res.Total, res.TotalRelation, err)
 	}
 }

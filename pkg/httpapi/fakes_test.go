@@ -283,6 +283,10 @@ type memMessages struct {
 	msgs        []chat.Message // in ID order
 	rateLimited bool
 	lastQuery   any // the last History/Search query, for argument checks
+	// searchCap > 0 makes Search count as far as that ("gte" beyond);
+	// otherwise it counts exactly and leaves TotalRelation empty, like a
+	// query server that predates the field.
+	searchCap int64
 }
 
 func newMemMessages(rooms *memRooms) *memMessages {
@@ -368,6 +372,9 @@ func (m *memMessages) Search(ctx context.Context, user chat.ID, q chat.SearchQue
 			continue
 		}
 		res.Total++
+		if m.searchCap > 0 && res.Total > m.searchCap {
+			res.Total, res.TotalRelation = m.searchCap, chat.TotalGte
+		}
 		if len(res.Hits) < q.Limit {
 			hl := strings.ReplaceAll(html.EscapeString(msg.Body), html.EscapeString(q.Text), "<mark>"+html.EscapeString(q.Text)+"</mark>")
 			res.Hits = append(res.Hits, chat.SearchHit{Message: msg, Highlight: hl})

@@ -383,9 +383,12 @@ func (a *API) history(w http.ResponseWriter, r *http.Request, c chat.Caller) {
 }
 
 type searchResp struct {
-	Hits       []chat.SearchHit `json:"hits"`
-	Total      int64            `json:"total"`
-	NextCursor *string          `json:"next_cursor"`
+	Hits  []chat.SearchHit `json:"hits"`
+	Total int64            `json:"total"`
+	// TotalRelation is "eq" when Total is exact, "gte" when counting
+	// stopped at chat.MaxSearchTotal, as Elasticsearch says it.
+	TotalRelation string  `json:"total_relation"`
+	NextCursor    *string `json:"next_cursor"`
 }
 
 func (a *API) search(w http.ResponseWriter, r *http.Request, c chat.Caller) {
@@ -430,7 +433,12 @@ func (a *API) search(w http.ResponseWriter, r *http.Request, c chat.Caller) {
 		writeErr(w, r, a.log, fmt.Errorf("search: %w", err))
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, searchResp{Hits: nonNil(res.Hits), Total: res.Total, NextCursor: optional(res.NextCursor)})
+	rel := res.TotalRelation
+	if rel == "" {
+		// A query server that predates the field counted exactly.
+		rel = chat.TotalEq
+	}
+	httpx.WriteJSON(w, http.StatusOK, searchResp{Hits: nonNil(res.Hits), Total: res.Total, TotalRelation: rel, NextCursor: optional(res.NextCursor)})
 }
 
 // --- helpers ---

@@ -298,12 +298,17 @@ func TestSearch(t *testing.T) {
 		{
 			name: "search readable rooms", method: "GET", url: "/api/v1/search?q=hello", headers: bearer(bobTok),
 			wantStatus: 200,
-			wantContent: []string{`"total":5`, `"next_cursor":null`, `"highlight":"\u003cmark\u003ehello\u003c/mark\u003e 5"`,
+			wantContent: []string{`"total":5,"total_relation":"eq"`, `"next_cursor":null`, `"highlight":"\u003cmark\u003ehello\u003c/mark\u003e 5"`,
 				`"message":{"id":"1005"`},
 		},
 		{
+			name: "search says when the count stopped at the cap", method: "GET", url: "/api/v1/search?q=hello&limit=2", headers: bearer(bobTok),
+			setup:      func(_ testing.TB, e *env) { e.msgs.searchCap = 3 },
+			wantStatus: 200, wantContent: []string{`"total":3,"total_relation":"gte"`},
+		},
+		{
 			name: "search does not reach private rooms of others", method: "GET", url: "/api/v1/search?q=secret", headers: bearer(bobTok),
-			wantStatus: 200, wantContent: []string{`{"hits":[],"total":0,"next_cursor":null}`},
+			wantStatus: 200, wantContent: []string{`{"hits":[],"total":0,"total_relation":"eq","next_cursor":null}`},
 		},
 		{
 			name: "search own private room", method: "GET", url: "/api/v1/search?q=secret", headers: bearer(aliceTok),

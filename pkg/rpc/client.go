@@ -388,5 +388,5 @@ func (q *queryClient) Search(ctx context.Context, userID chat.ID, sq chat.Search
 	if err != nil {
 		return chat.SearchResult{}, fromStatus(ctx, querySvc, err)
 	}
-	return chat.SearchResult{Hits: hitsFromPB(p.GetHits(), p.GetHitsNil()), Total: p.GetTotal(), NextCursor: string(p.GetNextCursor())}, nil
+	return chat.SearchResult{Hits: hitsFromPB(p.GetHits(), p.GetHitsNil()), Total: p.GetTotal(), TotalRelation: p.GetTotalRelation(), NextCursor: string(p.GetNextCursor())}, nil
 }

@@ -191,5 +191,5 @@ func (s *queryServer) Search(ctx context.Context, r *pb.SearchRequest) (*pb.Sear
 		return nil, err
 	}
 	hits, isNil := hitsToPB(res.Hits)
-	return &pb.SearchResult{Hits: hits, HitsNil: isNil, Total: res.Total, NextCursor: []byte(res.NextCursor)}, nil
+	return &pb.SearchResult{Hits: hits, HitsNil: isNil, Total: res.Total, TotalRelation: res.TotalRelation, NextCursor: []byte(res.NextCursor)}, nil
 }

@@ -343,7 +343,7 @@ func TestRoundTrip(t *testing.T) {
 	check(t, "History zero args", query.got(), []any{big, chat.HistoryQuery{}})
 	_ = page
 
-	query.result = chat.SearchResult{Hits: []chat.SearchHit{{Message: msg1, Highlight: "<mark>héllo</mark>"}}, Total: 1 << 40, NextCursor: "next"}
+	query.result = chat.SearchResult{Hits: []chat.SearchHit{{Message: msg1, Highlight: "<mark>héllo</mark>"}}, Total: 1 << 40, TotalRelation: chat.TotalGte, NextCursor: "next"}
 	for _, sq := range []chat.SearchQuery{
 		{Text: `"a phrase" pre*`, RoomIDs: nil, UserID: big, From: t0, Limit: 5, Cursor: "c"},
 		{Text: "x", RoomIDs: []chat.ID{}},
@@ -353,8 +353,11 @@ func TestRoundTrip(t *testing.T) {
 		check(t, "Search", []any{res, err}, []any{query.result, nil})
 		check(t, "Search args", query.got(), []any{big, sq})
 	}
+	query.result = chat.SearchResult{Hits: []chat.SearchHit{}, Total: 3, TotalRelation: chat.TotalEq}
+	res, err := q.Search(ctx, big, chat.SearchQuery{Text: "x"})
+	check(t, "Search exact total", []any{res, err}, []any{query.result, nil})
 	query.result = chat.SearchResult{}
-	res, err := q.Search(ctx, big, chat.SearchQuery{})
+	res, err = q.Search(ctx, big, chat.SearchQuery{})
 	check(t, "Search empty", []any{res, err}, []any{chat.SearchResult{}, nil})
 }
 

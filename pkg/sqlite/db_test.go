@@ -283,3 +283,86 @@ func TestSearchRoomShapes(t *testing.T) {
 		}
 	}
 }
+
+// Every query shape counts matches only up to chat.MaxSearchTotal: past
+// it, Total is the cap and TotalRelation says "gte"; below it the count is
+// exact. A capped result still pages to the cap.
+func TestSearchTotalCap(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSearch(ctx, filepath.Join(t.TempDir(), "s.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	defer func(old int) { roomsPerQuery = old }(roomsPerQuery)
+	roomsPerQuery = 2
+	const rooms, n = 10, chat.MaxSearchTotal * 3 / 2
+	var msgs []chat.Message
+	for i := range n {
+		msgs = append(msgs, chat.Message{ID: chat.ID(1+i) << 22, RoomID: chat.ID(100 + i%rooms), UserID: chat.ID(1 + i%2), Username: "u", Body: "needle hay"})
+	}
+	for part := range slices.Chunk(msgs, 1000) {
+		if err := s.IndexMessages(ctx, part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roomRange := func(from, to int) []chat.ID {
+		var out []chat.ID
+		for r := from; r < to; r++ {
+			out = append(out, chat.ID(100+r))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		rooms    []chat.ID
+		user     chat.ID
+		total    int64
+		relation string
+		page     bool
+	}{
+		{"all", roomRange(0, rooms), 0, chat.MaxSearchTotal, chat.TotalGte, false},
+		{"all by author", roomRange(0, rooms), 1, n / 2, chat.TotalEq, false},
+		{"few", roomRange(0, 2), 0, n / 5, chat.TotalEq, false},
+		{"all but few", roomRange(2, rooms), 0, chat.MaxSearchTotal, chat.TotalGte, false},
+		{"many of many, over", roomRange(0, 7), 0, chat.MaxSearchTotal, chat.TotalGte, true},
+		{"many of many, under", roomRange(0, 6), 0, n * 6 / 10, chat.TotalEq, false},
+		{"many of many, probed", roomRange(0, 5), 0, n / 2, chat.TotalEq, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := chat.SearchQuery{Text: "needle", RoomIDs: tc.rooms, UserID: tc.user, Limit: chat.MaxPageLimit}
+			res, err := s.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Total != tc.total || res.TotalRelation != tc.relation {
+				t.Fatalf("total %d %q, want %d %q", res.Total, res.TotalRelation, tc.total, tc.relation)
+			}
+			if !tc.page {
+				return
+			}
+			seen := map[chat.ID]bool{}
+			for page := 0; ; page++ {
+				if res.Total != tc.total || res.TotalRelation != tc.relation {
+					t.Fatalf("page %d: total %d %q", page, res.Total, res.TotalRelation)
+				}
+				for _, h := range res.Hits {
+					if seen[h.Message.ID] || !slices.Contains(tc.rooms, h.Message.RoomID) {
+						t.Fatalf("page %d: hit %d repeated or in room %d", page, h.Message.ID, h.Message.RoomID)
+					}
+					seen[h.Message.ID] = true
+				}
+				if res.NextCursor == "" {
+					break
+				}
+				q.Cursor = res.NextCursor
+				if res, err = s.Search(ctx, q); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if len(seen) != chat.MaxSearchTotal {
+				t.Fatalf("paging found %d, want %d", len(seen), chat.MaxSearchTotal)
+			}
+		})
+	}
+}

@@ -25,8 +25,8 @@ import (
 
 // maxSearchOffset bounds how deep search paging goes. It is
 // Elasticsearch's default result window, so both backends stop at the same
-// depth.
-const maxSearchOffset = 10000
+// depth; search counts matches as far (chat.MaxSearchTotal).
+const maxSearchOffset = chat.MaxSearchTotal
 
 // rankWindow is how many of the newest matches search ranks by relevance.
 // Ranking every match made a common word cost a scan of all its matches
@@ -58,6 +58,8 @@ type Search struct {
 	rooms map[chat.ID]int64
 	// Read statements, prepared once; the query text is a parameter.
 	// Indexed [docs filter][exact time filter].
+	// count counts matches up to chat.MaxSearchTotal+1: counting every
+	// match of a common word cost hundreds of milliseconds.
 	count, tail [2][2]*sql.Stmt
 	insert      insertStmts
 	insertFTS   *sql.Stmt
@@ -147,7 +149,7 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 				st  **sql.Stmt
 				sql string
 			}{
-				{&s.count[i][j], `SELECT count(*)` + where},
+				{&s.count[i][j], `SELECT count(*) FROM (SELECT 1` + where + ` LIMIT ` + strconv.Itoa(chat.MaxSearchTotal+1) + `)`},
 				{&s.tail[i][j], `SELECT search_fts.rowid` + where + ` ORDER BY search_fts.rowid DESC LIMIT :lim OFFSET :off`},
 			} {
 				if *p.st, err = d.r.PrepareContext(ctx, p.sql); err != nil {
@@ -361,6 +363,8 @@ func (s *Search) History(ctx context.Context, q chat.HistoryQuery) (chat.History
 // first among equals, then any older matches, newest first. The cursor holds the
 // offset of the next page and the highest ID at the first page, so messages
 // indexed while a client pages neither shift the pages nor show up twice.
+// Total counts at most chat.MaxSearchTotal matches (TotalGte beyond), and
+// paging stops there too.
 //
 // The rooms filter is part of the full-text query, in one of three shapes
 // (see migration 0003): the words of the few rooms asked for; all words
@@ -387,7 +391,7 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 			return chat.SearchResult{}, chat.Errorf(chat.EINVALID, "invalid cursor")
 		}
 	}
-	res := chat.SearchResult{Hits: []chat.SearchHit{}}
+	res := chat.SearchResult{Hits: []chat.SearchHit{}, TotalRelation: chat.TotalEq}
 	if len(q.RoomIDs) == 0 {
 		return res, nil
 	}
@@ -460,6 +464,10 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		if err := count.QueryRowContext(ctx, args...).Scan(&res.Total); err != nil {
 			return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
 		}
+	}
+	if res.Total > chat.MaxSearchTotal {
+		// The count stopped past the cap: at least that many match.
+		res.Total, res.TotalRelation = chat.MaxSearchTotal, chat.TotalGte
 	}
 	if offset < int64(len(window)) {
 		if err := rank(ctx, tx, window, terms); err != nil {

@@ -2135,11 +2135,14 @@ func (x *SearchHit) GetHighlight() string {
 }
 
 type SearchResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Hits          []*SearchHit           `protobuf:"bytes,1,rep,name=hits,proto3" json:"hits,omitempty"`
-	HitsNil       bool                   `protobuf:"varint,2,opt,name=hits_nil,json=hitsNil,proto3" json:"hits_nil,omitempty"`
-	Total         int64                  `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
-	NextCursor    []byte                 `protobuf:"bytes,4,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Hits       []*SearchHit           `protobuf:"bytes,1,rep,name=hits,proto3" json:"hits,omitempty"`
+	HitsNil    bool                   `protobuf:"varint,2,opt,name=hits_nil,json=hitsNil,proto3" json:"hits_nil,omitempty"`
+	Total      int64                  `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	NextCursor []byte                 `protobuf:"bytes,4,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
+	// "eq": total is exact; "gte": at least total matched (counting stops
+	// at 10,000). Empty from servers that predate it: exact.
+	TotalRelation string `protobuf:"bytes,5,opt,name=total_relation,json=totalRelation,proto3" json:"total_relation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2200,6 +2203,13 @@ func (x *SearchResult) GetNextCursor() []byte {
 		return x.NextCursor
 	}
 	return nil
+}
+
+func (x *SearchResult) GetTotalRelation() string {
+	if x != nil {
+		return x.TotalRelation
+	}
+	return ""
 }
 
 var File_chatd_v1_chatd_proto protoreflect.FileDescriptor
@@ -2355,13 +2365,14 @@ const file_chatd_v1_chatd_proto_rawDesc = "" +
 	"\x06cursor\x18\t \x01(\fR\x06cursor\"V\n" +
 	"\tSearchHit\x12+\n" +
 	"\amessage\x18\x01 \x01(\v2\x11.chatd.v1.MessageR\amessage\x12\x1c\n" +
-	"\thighlight\x18\x02 \x01(\tR\thighlight\"\x89\x01\n" +
+	"\thighlight\x18\x02 \x01(\tR\thighlight\"\xb0\x01\n" +
 	"\fSearchResult\x12'\n" +
 	"\x04hits\x18\x01 \x03(\v2\x13.chatd.v1.SearchHitR\x04hits\x12\x19\n" +
 	"\bhits_nil\x18\x02 \x01(\bR\ahitsNil\x12\x14\n" +
 	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x1f\n" +
 	"\vnext_cursor\x18\x04 \x01(\fR\n" +
-	"nextCursor2\xf2\x02\n" +
+	"nextCursor\x12%\n" +
+	"\x0etotal_relation\x18\x05 \x01(\tR\rtotalRelation2\xf2\x02\n" +
 	"\vUserService\x125\n" +
 	"\bRegister\x12\x19.chatd.v1.RegisterRequest\x1a\x0e.chatd.v1.User\x128\n" +
 	"\x05Login\x12\x16.chatd.v1.LoginRequest\x1a\x17.chatd.v1.LoginResponse\x12;\n" +

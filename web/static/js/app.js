@@ -1052,7 +1052,9 @@ async function runSearch() {
   }
   const shown = list.children.length;
   const total = typeof data.total === 'number' ? data.total : shown;
-  $('search-status').textContent = shown ? `${total} result${total === 1 ? '' : 's'}` : 'No results.';
+  // "gte": counting stopped at the cap (10,000); more matched.
+  const count = data.total_relation === 'gte' ? `${total.toLocaleString('en-US')}+` : total;
+  $('search-status').textContent = shown ? `${count} result${total === 1 ? '' : 's'}` : 'No results.';
   s.cursor = data.next_cursor || null;
   $('search-more').hidden = !s.cursor;
 }
