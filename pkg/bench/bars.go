@@ -211,7 +211,7 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 		var lags []string
 		for _, g := range sortedKeys(p.Lag) {
 			l := p.Lag[g]
-			lags = append(lags, fmt.Sprintf("%s lag max %.2f s (%d msgs)", g, l.MaxSeconds, l.MaxMessages))
+			lags = append(lags, fmt.Sprintf("%s lag max %.2f s (%d log entries)", g, l.MaxSeconds, l.MaxEntries))
 			if l.MaxSeconds >= 2 {
 				lagOK = false
 			}

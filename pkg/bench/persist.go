@@ -54,10 +54,12 @@ func (p *Persist) OK(sc *StoreCheck) bool {
 }
 
 // LagStat is one consumer group's lag over the run.
+// Lag is in log entries (chatd_log_lag): one message each on Kafka, one
+// or more on JetStream.
 type LagStat struct {
-	MaxMessages int64   `json:"max_messages"`
-	MaxSeconds  float64 `json:"max_seconds"`
-	Last        int64   `json:"last_messages"`
+	MaxEntries int64   `json:"max_entries"`
+	MaxSeconds float64 `json:"max_seconds"`
+	Last       int64   `json:"last_entries"`
 }
 
 // StoreCheck is the read-back of every acked message.
@@ -115,7 +117,7 @@ func runPersist(ctx context.Context, a *api, p pool, pubs int, specs []connSpec,
 	res.Persist = pr
 	for _, g := range sortedKeys(pr.Lag) {
 		l := pr.Lag[g]
-		say("%s lag: max %d messages, %.2fs", g, l.MaxMessages, l.MaxSeconds)
+		say("%s lag: max %d log entries, %.2fs", g, l.MaxEntries, l.MaxSeconds)
 	}
 	acks, err := fetchAcks(ctx, p)
 	if err != nil {
@@ -167,9 +169,10 @@ func fetchAcks(ctx context.Context, p pool) ([]ackRec, error) {
 }
 
 // lagSampler scrapes /metrics every interval and keeps each consumer
-// group's largest lag, in messages (chatd_log_lag) and in seconds: how long
-// ago the log held as many messages as the group has committed now, from
-// the series of the log's appended counter, interpolated between scrapes.
+// group's largest lag, in log entries (chatd_log_lag) and in seconds: how
+// long ago the log held as many entries as the group has committed now,
+// from the series of the log's appended counter, interpolated between
+// scrapes.
 type lagSampler struct {
 	a     *api
 	every time.Duration
@@ -209,7 +212,10 @@ func (l *lagSampler) sample(ctx context.Context) {
 	l.samples++
 	var appended float64
 	var have bool
-	for _, name := range []string{"chatd_log_appended_total", "chatd_ingest_appended_total"} {
+	// The lag is in log entries, so the series must be too: chatd counts
+	// the entries it appends; a chatd from before entries held several
+	// messages counted messages, one per entry.
+	for _, name := range []string{"chatd_log_entries_appended_total", "chatd_log_appended_total", "chatd_ingest_appended_total"} {
 		for _, m := range ms {
 			if m.name == name {
 				appended += m.value
@@ -251,7 +257,7 @@ func (l *lagSampler) sample(ctx context.Context) {
 			l.lag[g] = st
 		}
 		st.Last = n
-		st.MaxMessages = max(st.MaxMessages, n)
+		st.MaxEntries = max(st.MaxEntries, n)
 		secs := 0.0
 		if n > 0 && have {
 			secs = l.behind(now, appended-float64(n))

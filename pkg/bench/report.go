@@ -90,7 +90,7 @@ func (r *Result) notes() []string {
 			}
 			for _, g := range sortedKeys(p.Lag) {
 				l := p.Lag[g]
-				add("%s lag: max %.2fs, %d messages (%d samples)", g, l.MaxSeconds, l.MaxMessages, p.Samples)
+				add("%s lag: max %.2fs, %d log entries (%d samples)", g, l.MaxSeconds, l.MaxEntries, p.Samples)
 			}
 			caught := "caught up"
 			if !p.CaughtUp {

@@ -142,6 +142,8 @@ type Log interface {
 	// backoff, so a message is never skipped. Consumers of one group share
 	// the work.
 	Consume(ctx context.Context, group string, handle func(context.Context, []Message) error) error
-	// Lag returns how many appended messages the group has not committed.
+	// Lag returns how many appended log entries the group has not
+	// committed: 0 once it has committed everything. An entry holds one
+	// message (Kafka) or several consecutive ones (JetStream).
 	Lag(ctx context.Context, group string) (int64, error)
 }

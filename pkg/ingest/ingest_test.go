@@ -274,44 +274,48 @@ func req(room, user int, body, nonce string) chat.SendRequest {
 	return chat.SendRequest{RoomID: chat.ID(room), UserID: chat.ID(user), Username: fmt.Sprintf("user%d", user), Body: body, Nonce: nonce}
 }
 
+// storedCount is how many messages the log holds.
 func storedCount(tb testing.TB, l chat.Log) int64 {
 	tb.Helper()
-	n, err := l.Lag(context.Background(), "never-consumed")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return n
+	return int64(len(storedMessages(tb, l)))
 }
 
 var inspectSeq atomic.Int64
 
-// storedMessages reads everything in the log through a fresh consumer group.
+// storedMessages reads everything in the log through a fresh consumer
+// group: until the group has committed every entry (a log entry may hold
+// several messages, so the log's lag does not count them).
 func storedMessages(tb testing.TB, l chat.Log) []chat.Message {
 	tb.Helper()
-	want := storedCount(tb, l)
 	group := fmt.Sprintf("inspect-%d", inspectSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var mu sync.Mutex
 	var got []chat.Message
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		_ = l.Consume(ctx, group, func(_ context.Context, ms []chat.Message) error {
 			mu.Lock()
 			got = append(got, ms...)
-			n := len(got)
 			mu.Unlock()
-			if int64(n) >= want {
-				cancel()
-			}
 			return nil
 		})
 	}()
-	<-ctx.Done()
+	for {
+		lag, err := l.Lag(ctx, group)
+		if err == nil && lag == 0 {
+			break
+		}
+		if ctx.Err() != nil {
+			tb.Fatalf("log not read within 30 s: lag %d, %v", lag, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
 	mu.Lock()
 	defer mu.Unlock()
-	if int64(len(got)) < want {
-		tb.Fatalf("read %d of %d logged messages", len(got), want)
-	}
 	return got
 }
 

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -10,7 +11,43 @@ import (
 	"github.com/chatd/chatd/pkg/chat"
 )
 
-// decodeMessage decodes a log entry exactly as json.Unmarshal into a
+// appendEntry decodes a log entry, the JSON objects of its messages one
+// per line (AppendAsync), and appends them to msgs in order. An entry of
+// one message is one object, as every entry was before entries held
+// several. Lines that do not decode into a message with an ID and a room
+// are skipped: bad counts them and err is the first one's error.
+func appendEntry(msgs []chat.Message, b []byte) (_ []chat.Message, bad int, err error) {
+	before := len(msgs)
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		m, lerr := decodeMessage(line)
+		if lerr == nil && (m.ID <= 0 || m.RoomID <= 0) {
+			lerr = errors.New("message without id or room")
+		}
+		if lerr != nil {
+			if bad == 0 {
+				err = lerr
+			}
+			bad++
+			continue
+		}
+		msgs = append(msgs, m)
+	}
+	if len(msgs) == before && bad == 0 {
+		return msgs, 1, errors.New("empty entry")
+	}
+	return msgs, bad, err
+}
+
+// decodeMessage decodes one message of a log entry exactly as json.Unmarshal into a
 // chat.Message would. Entries written by Append have one fixed shape
 // (chat.Message.AppendJSON); those are read by a direct scan, which costs a
 // fraction of encoding/json's reflection and validation. Anything else —

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -90,6 +91,89 @@ func BenchmarkDecodeMessage(b *testing.B) {
 			var m chat.Message
 			if err := json.Unmarshal(raw, &m); err != nil {
 				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// Entries written by entry decode back to the messages they hold, for any
+// mix of bodies, and appendEntry never keeps a message without an ID or a
+// room.
+func TestEntryRoundTrip(t *testing.T) {
+	at := time.Date(2031, 5, 6, 7, 8, 9, 123456789, time.UTC)
+	l := &Log{cfg: LogConfig{EntryMessages: 64}}
+	var msgs []chat.Message
+	for i := range 150 {
+		body := fmt.Sprintf("message %d", i)
+		switch i % 5 {
+		case 1:
+			body = "line one\nline two \"quoted\" \\ \u2028"
+		case 2:
+			body = strings.Repeat("\x01", 4000) // 24,000 bytes escaped
+		}
+		msgs = append(msgs, chat.Message{ID: chat.ID(1000 + i), RoomID: chat.ID(1 + i%3), UserID: 9, Username: "ann", Body: body, CreatedAt: at, Nonce: fmt.Sprint("n", i)})
+	}
+	var got []chat.Message
+	entries := 0
+	for rest := msgs; len(rest) > 0; entries++ {
+		data, n := l.entry(rest)
+		if n < 1 || n > 64 || (n > 1 && len(data) > maxEntryBytes) {
+			t.Fatalf("entry of %d messages, %d bytes", n, len(data))
+		}
+		var bad int
+		var err error
+		if got, bad, err = appendEntry(got, data); bad != 0 {
+			t.Fatalf("entry %d: %d bad lines: %v", entries, bad, err)
+		}
+		rest = rest[n:]
+	}
+	if !reflect.DeepEqual(got, msgs) {
+		t.Fatalf("round trip lost or changed messages: %d of %d back", len(got), len(msgs))
+	}
+	if entries < 3 {
+		t.Fatalf("150 messages, 30 of them 24 KB, in %d entries", entries)
+	}
+
+	ok := string(msgs[0].AppendJSON(nil))
+	for _, c := range []struct {
+		entry     string
+		good, bad int
+	}{
+		{ok, 1, 0},
+		{ok + "\n" + ok, 2, 0},
+		{ok + "\n", 1, 0},
+		{"\n\n" + ok + "\n\n", 1, 0},
+		{"", 0, 1},
+		{"\n", 0, 1},
+		{"not json", 0, 1},
+		{ok + "\nnot json\n{}\n" + ok, 2, 2},
+		{`{"id":"1","room_id":"0","user_id":"3","username":"a","body":"b","created_at":"2031-05-06T07:08:09Z"}`, 0, 1},
+		{"[" + ok + "]", 0, 1},
+	} {
+		got, bad, err := appendEntry([]chat.Message{msgs[5]}, []byte(c.entry))
+		if len(got) != 1+c.good || bad != c.bad || (bad > 0) != (err != nil) {
+			t.Errorf("%q: %d messages, %d bad (%v); want %d, %d", c.entry, len(got)-1, bad, err, c.good, c.bad)
+		}
+		if got[0].ID != msgs[5].ID {
+			t.Errorf("%q: changed the messages before it", c.entry)
+		}
+	}
+}
+
+func FuzzAppendEntry(f *testing.F) {
+	at := time.Date(2031, 5, 6, 7, 8, 9, 0, time.UTC)
+	one := chat.Message{ID: 1, RoomID: 2, UserID: 3, Username: "ann", Body: "hello", CreatedAt: at}.AppendJSON(nil)
+	f.Add(one)
+	f.Add(append(append(one, '\n'), one...))
+	f.Add([]byte("x\n\n{}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, bad, err := appendEntry(nil, b)
+		if (bad > 0) != (err != nil) || (len(got) == 0 && bad == 0) {
+			t.Fatalf("%q: %d messages, %d bad, err %v", b, len(got), bad, err)
+		}
+		for _, m := range got {
+			if m.ID <= 0 || m.RoomID <= 0 {
+				t.Fatalf("%q: kept %+v", b, m)
 			}
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,9 +24,13 @@ import (
 type LogConfig struct {
 	// Stream is the stream name. Default "CHATD_LOG".
 	Stream string
-	// SubjectPrefix: a message of room R is stored on <prefix>.<R>.
+	// SubjectPrefix: an entry whose messages are all in room R is stored
+	// on <prefix>.<R>, an entry of several rooms on <prefix>.rooms.
 	// Default "chatd.log".
 	SubjectPrefix string
+	// EntryMessages is the most messages one stream entry holds (see
+	// AppendAsync). Default 64.
+	EntryMessages int
 	// MaxAge drops messages older than this, consumed or not. Default 7 days.
 	MaxAge time.Duration
 	// MaxBytes bounds the stream size, dropping the oldest messages. Default
@@ -39,7 +44,7 @@ type LogConfig struct {
 	// AppendTimeout bounds the wait for the PubAcks of one Append when the
 	// caller's context has no earlier deadline. Default 10 s.
 	AppendTimeout time.Duration
-	// FetchBatch and FetchWait bound one pull: up to FetchBatch messages,
+	// FetchBatch and FetchWait bound one pull: up to FetchBatch entries,
 	// waiting at most FetchWait for a partial batch. Defaults 500, 100 ms.
 	FetchBatch int
 	FetchWait  time.Duration
@@ -47,7 +52,7 @@ type LogConfig struct {
 	// handing it to another consumer. Consume keeps it alive with
 	// in-progress signals while handling. Default 30 s.
 	AckWait time.Duration
-	// MaxAckPending bounds unacknowledged messages per group. Default 10000.
+	// MaxAckPending bounds unacknowledged entries per group. Default 10000.
 	MaxAckPending int
 	// RetryMin and RetryMax bound the exponential backoff between attempts
 	// to handle a failed batch. Defaults 100 ms, 30 s.
@@ -66,6 +71,9 @@ func (c *LogConfig) setDefaults() {
 	}
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = -1
+	}
+	if c.EntryMessages <= 0 {
+		c.EntryMessages = 64
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1
@@ -99,12 +107,13 @@ func (c *LogConfig) setDefaults() {
 // Stats are counters for metrics.
 type Stats struct {
 	Appended     int64 // messages acknowledged by the stream
+	Entries      int64 // stream entries acknowledged (each holds up to EntryMessages messages)
 	AppendErrors int64 // failed Append calls
-	Duplicates   int64 // appends the stream recognised as already stored
+	Duplicates   int64 // messages in entries the stream recognised as already stored
 	Delivered    int64 // messages handed to handlers (retries included)
 	Committed    int64 // messages acked after a successful handle
 	HandleErrors int64 // failed handle calls
-	DecodeErrors int64 // undecodable log entries, terminated
+	DecodeErrors int64 // undecodable log entries or lines of one, skipped
 }
 
 // Log is a chat.Log on a JetStream stream.
@@ -118,7 +127,8 @@ type Log struct {
 	mu        sync.Mutex
 	consumers map[string]jetstream.Consumer
 
-	appended, appendErrors, duplicates atomic.Int64
+	appended, entries, appendErrors    atomic.Int64
+	duplicates                         atomic.Int64
 	delivered, committed, handleErrors atomic.Int64
 	decodeErrors                       atomic.Int64
 }
@@ -190,38 +200,57 @@ func (l *Log) StreamName() string { return l.cfg.Stream }
 // Stats returns the counters.
 func (l *Log) Stats() Stats {
 	return Stats{
-		Appended: l.appended.Load(), AppendErrors: l.appendErrors.Load(), Duplicates: l.duplicates.Load(),
+		Appended: l.appended.Load(), Entries: l.entries.Load(), AppendErrors: l.appendErrors.Load(), Duplicates: l.duplicates.Load(),
 		Delivered: l.delivered.Load(), Committed: l.committed.Load(), HandleErrors: l.handleErrors.Load(),
 		DecodeErrors: l.decodeErrors.Load(),
 	}
 }
 
-// Append publishes msgs asynchronously, one stream message each, and waits
-// for every PubAck. The message ID is the Nats-Msg-Id, so an Append retried
-// within the Duplicates window does not store a message twice. One
-// connection publishing in order keeps the order within a room.
+// Append appends msgs and waits until the stream has stored all of them
+// (AppendAsync).
 func (l *Log) Append(ctx context.Context, msgs []chat.Message) error {
 	return l.AppendAsync(ctx, msgs)()
 }
 
-// AppendAsync publishes msgs like Append but returns at once with a
+// maxEntryBytes bounds one stream entry, well under NATS's default 1 MB
+// payload limit; one message always fits (4,000 characters escaped).
+const maxEntryBytes = 256 << 10
+
+// AppendAsync publishes msgs asynchronously and returns at once with a
 // function that waits for their PubAcks. Calls from one goroutine reach the
 // stream in call order, so a caller can start the next batch while this one
 // is being made durable. wait must be called once; ctx (bounded by
 // AppendTimeout) bounds it.
+//
+// Consecutive messages share a stream entry, up to EntryMessages of them
+// and maxEntryBytes: their JSON objects one per line. Every message costs
+// the stream a store, a PubAck, and a delivery and an ack per consumer
+// group; an entry costs that once for all its messages, which is most of
+// the log's cost per message when ingest batches under load. An entry's
+// Nats-Msg-Id is its first message's ID and its count, so an Append
+// retried within the Duplicates window does not store it twice; a message
+// that lands twice in different entries is deduplicated by its ID in every
+// store and index, as a redelivered one is.
 func (l *Log) AppendAsync(ctx context.Context, msgs []chat.Message) (wait func() error) {
 	if len(msgs) == 0 {
 		return func() error { return nil }
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.AppendTimeout)
-	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs)/l.cfg.EntryMessages+1)
+	counts := make([]int, 0, cap(futures))
 	var err error
-	for i := range msgs {
-		data := msgs[i].JSON()
-		m := &nats.Msg{Subject: l.subject(msgs[i].RoomID), Data: data, Header: nats.Header{}}
+	for rest := msgs; len(rest) > 0; {
+		data, n := l.entry(rest)
+		entry := rest[:n]
+		rest = rest[n:]
+		id := entry[0].ID.String()
+		if n > 1 {
+			id += "+" + strconv.Itoa(n)
+		}
+		m := &nats.Msg{Subject: l.entrySubject(entry), Data: data, Header: nats.Header{}}
 		var f jetstream.PubAckFuture
 		f, err = l.js.PublishMsgAsync(m,
-			jetstream.WithMsgID(msgs[i].ID.String()),
+			jetstream.WithMsgID(id),
 			jetstream.WithExpectStream(l.cfg.Stream),
 			// A batch larger than the async window waits for acks to
 			// free slots instead of failing after the 200 ms default.
@@ -231,17 +260,19 @@ func (l *Log) AppendAsync(ctx context.Context, msgs []chat.Message) (wait func()
 			break
 		}
 		futures = append(futures, f)
+		counts = append(counts, n)
 	}
 	return func() error {
 		defer cancel()
 		// Wait for every future even after a failure, so none is left
 		// behind to be confused with a later Append's.
-		for _, f := range futures {
+		for i, f := range futures {
 			select {
 			case ack := <-f.Ok():
-				l.appended.Add(1)
+				l.appended.Add(int64(counts[i]))
+				l.entries.Add(1)
 				if ack.Duplicate {
-					l.duplicates.Add(1)
+					l.duplicates.Add(int64(counts[i]))
 				}
 			case e := <-f.Err():
 				if err == nil {
@@ -259,6 +290,35 @@ func (l *Log) AppendAsync(ctx context.Context, msgs []chat.Message) (wait func()
 		}
 		return nil
 	}
+}
+
+// entry encodes the first messages of msgs as one stream entry and returns
+// it and how many it holds: at least one, at most EntryMessages, and no
+// more than maxEntryBytes unless the first alone is larger.
+func (l *Log) entry(msgs []chat.Message) ([]byte, int) {
+	data := msgs[0].AppendJSON(make([]byte, 0, 512))
+	n := 1
+	for n < len(msgs) && n < l.cfg.EntryMessages {
+		before := len(data)
+		data = msgs[n].AppendJSON(append(data, '\n'))
+		if len(data) > maxEntryBytes {
+			data = data[:before]
+			break
+		}
+		n++
+	}
+	return data, n
+}
+
+// entrySubject is <prefix>.<room> for an entry of one room's messages and
+// <prefix>.rooms for one of several rooms.
+func (l *Log) entrySubject(msgs []chat.Message) string {
+	for _, m := range msgs[1:] {
+		if m.RoomID != msgs[0].RoomID {
+			return l.cfg.SubjectPrefix + ".rooms"
+		}
+	}
+	return l.subject(msgs[0].RoomID)
 }
 
 func (l *Log) subject(room chat.ID) string { return l.cfg.SubjectPrefix + "." + room.String() }
@@ -377,28 +437,33 @@ func (l *Log) process(ctx context.Context, log *slog.Logger, raw []jetstream.Msg
 	msgs := make([]chat.Message, 0, len(raw))
 	kept := raw[:0]
 	for _, m := range raw {
-		msg, err := decodeMessage(m.Data())
-		if err == nil && (msg.ID <= 0 || msg.RoomID <= 0) {
-			err = errors.New("message without id or room")
-		}
-		if err != nil {
-			// One bad entry must not stop persistence for everyone
-			// (LESSONS.md): log it and take it out of the stream's way.
-			l.decodeErrors.Add(1)
-			seq := uint64(0)
-			if md, mdErr := m.Metadata(); mdErr == nil {
-				seq = md.Sequence.Stream
-			}
-			log.Error("undecodable log entry terminated", "subject", m.Subject(), "stream_seq", seq, "err", err)
-			if err := m.TermWithReason("undecodable"); err != nil {
-				log.Warn("term failed", "err", err)
-			}
+		before := len(msgs)
+		var bad int
+		var err error
+		msgs, bad, err = appendEntry(msgs, m.Data())
+		if bad == 0 {
+			kept = append(kept, m)
 			continue
 		}
-		msgs = append(msgs, msg)
-		kept = append(kept, m)
+		// One bad entry must not stop persistence for everyone
+		// (LESSONS.md): log it, keep what of it decodes, and take the
+		// rest out of the stream's way.
+		l.decodeErrors.Add(int64(bad))
+		seq := uint64(0)
+		if md, mdErr := m.Metadata(); mdErr == nil {
+			seq = md.Sequence.Stream
+		}
+		if len(msgs) > before {
+			log.Error("undecodable lines in a log entry skipped", "subject", m.Subject(), "stream_seq", seq, "lines", bad, "err", err)
+			kept = append(kept, m)
+			continue
+		}
+		log.Error("undecodable log entry terminated", "subject", m.Subject(), "stream_seq", seq, "err", err)
+		if err := m.TermWithReason("undecodable"); err != nil {
+			log.Warn("term failed", "err", err)
+		}
 	}
-	if len(msgs) == 0 {
+	if len(kept) == 0 {
 		return
 	}
 	stop := l.keepInProgress(kept)
@@ -442,7 +507,7 @@ func (l *Log) process(ctx context.Context, log *slog.Logger, raw []jetstream.Msg
 		log.Warn("ack failed", "err", err)
 	}
 	cancel()
-	l.committed.Add(int64(len(kept)))
+	l.committed.Add(int64(len(msgs)))
 }
 
 // keepInProgress tells the server every AckWait/3 that msgs are still being
@@ -490,8 +555,9 @@ func (l *Log) nak(log *slog.Logger, msgs []jetstream.Msg) {
 	}
 }
 
-// Lag returns the messages the group has not committed: pending plus
-// delivered-but-unacked. A group that never consumed lags by the whole stream.
+// Lag returns the entries the group has not committed: pending plus
+// delivered-but-unacked. A group that never consumed lags by the whole
+// stream. An entry holds one message or more.
 func (l *Log) Lag(ctx context.Context, group string) (int64, error) {
 	if !groupRE.MatchString(group) {
 		return 0, chat.Errorf(chat.EINVALID, "invalid consumer group %q", group)

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/chatd/chatd/pkg/chat"
 	"github.com/chatd/chatd/pkg/chattest"
@@ -71,18 +74,110 @@ func TestConformance(t *testing.T) {
 func TestAppendIsIdempotent(t *testing.T) {
 	nc := conn(t)
 	l := openLog(t, nc, jetstream.LogConfig{})
-	msgs := chattest.LogMessages(t, 50, 2)
+	msgs := chattest.LogMessages(t, 100, 2) // two entries: 64 and 36
 	ctx := context.Background()
 	for range 2 {
 		if err := l.Append(ctx, msgs); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if lag, err := l.Lag(ctx, "g"); err != nil || lag != 50 {
-		t.Fatalf("lag %d, %v; want 50", lag, err)
+	if lag, err := l.Lag(ctx, "g"); err != nil || lag != 2 {
+		t.Fatalf("lag %d entries, %v; want 2", lag, err)
 	}
-	if s := l.Stats(); s.Duplicates != 50 {
-		t.Fatalf("duplicates %d, want 50", s.Duplicates)
+	if s := l.Stats(); s.Duplicates != 100 || s.Appended != 200 || s.Entries != 4 {
+		t.Fatalf("stats %+v; want 100 duplicates of 200 appended in 4 entries", s)
+	}
+}
+
+// consumeAll consumes group until want messages arrived and returns them.
+func consumeAll(t *testing.T, l *jetstream.Log, group string, want int) []chat.Message {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan chat.Message, want+100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = l.Consume(ctx, group, func(_ context.Context, b []chat.Message) error {
+			for _, m := range b {
+				got <- m
+			}
+			return nil
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	out := make([]chat.Message, 0, want)
+	for len(out) < want {
+		select {
+		case m := <-got:
+			out = append(out, m)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d messages arrived", len(out), want)
+		}
+	}
+	return out
+}
+
+// Consecutive messages share a stream entry, up to EntryMessages of them
+// and 256 KB; consumers get every message in append order either way.
+func TestEntriesHoldSeveralMessages(t *testing.T) {
+	nc := conn(t)
+	ctx := context.Background()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects := func(l *jetstream.Log) map[string]uint64 {
+		t.Helper()
+		st, err := js.Stream(ctx, l.StreamName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := st.Info(ctx, natsjs.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects
+	}
+	n := streamSeq.Load() + 1
+	l := openLog(t, nc, jetstream.LogConfig{EntryMessages: 10})
+
+	mixed := chattest.LogMessages(t, 25, 3) // three rooms: entries of 10, 10, 5
+	oneRoom := chattest.LogMessages(t, 4, 1)
+	for i := range oneRoom {
+		oneRoom[i].RoomID = 77
+	}
+	// Bodies of 4,000 characters, each escaped to 24,000 bytes of JSON:
+	// ten would be 240 KB, eleven too many for one entry.
+	big := chattest.LogMessages(t, 12, 1)
+	for i := range big {
+		big[i].RoomID = 78
+		big[i].Body = strings.Repeat("\x01", 4000)
+	}
+	for _, b := range [][]chat.Message{mixed, oneRoom, big} {
+		if err := l.Append(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]uint64{
+		fmt.Sprintf("test%d.log.rooms", n): 3,
+		fmt.Sprintf("test%d.log.77", n):    1,
+		fmt.Sprintf("test%d.log.78", n):    2,
+	}
+	if got := subjects(l); !maps.Equal(got, want) {
+		t.Fatalf("entries by subject %v, want %v", got, want)
+	}
+	if s := l.Stats(); s.Appended != 41 || s.Entries != 6 {
+		t.Fatalf("stats %+v; want 41 messages in 6 entries", s)
+	}
+	all := slices.Concat(mixed, oneRoom, big)
+	got := consumeAll(t, l, "g", len(all))
+	for i := range all {
+		if got[i].ID != all[i].ID || got[i].RoomID != all[i].RoomID || got[i].Body != all[i].Body {
+			t.Fatalf("message %d: got %d in room %d, want %d in room %d", i, got[i].ID, got[i].RoomID, all[i].ID, all[i].RoomID)
+		}
+	}
+	if s := l.Stats(); s.Delivered != 41 || s.Committed != 41 {
+		t.Fatalf("stats %+v; want 41 delivered and committed", s)
 	}
 }
 
@@ -98,12 +193,23 @@ func TestUndecodableEntryDoesNotStopConsumer(t *testing.T) {
 	if err := l.Append(ctx, msgs[:5]); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"not json", `{"id":"x"}`, `{"type":"room_deleted"}`} {
+	for _, bad := range []string{"not json", `{"id":"x"}`, `{"type":"room_deleted"}`, "", "\n\n"} {
 		if _, err := nc.Request(fmt.Sprintf("test%d.log.1", n), []byte(bad), 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := l.Append(ctx, msgs[5:]); err != nil {
+	// An entry of several messages with bad lines among them: the good
+	// ones are handled, each bad line is counted.
+	mixed := string(msgs[5].JSON()) + "\nnot json\n" + string(msgs[6].JSON()) + "\n{}"
+	if _, err := nc.Request(fmt.Sprintf("test%d.log.rooms", n), []byte(mixed), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// An entry of one message is one JSON object, as entries were before
+	// they held several.
+	if _, err := nc.Request(fmt.Sprintf("test%d.log.1", n), msgs[7].JSON(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Append(ctx, msgs[8:]); err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan chat.Message, 100)
@@ -129,11 +235,11 @@ func TestUndecodableEntryDoesNotStopConsumer(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		lag, err := l.Lag(ctx, "g")
-		if err == nil && lag == 0 && l.Stats().DecodeErrors == 3 {
+		if err == nil && lag == 0 && l.Stats().DecodeErrors == 7 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("lag %d (%v), decode errors %d; want 0 and 3", lag, err, l.Stats().DecodeErrors)
+			t.Fatalf("lag %d (%v), decode errors %d; want 0 and 7", lag, err, l.Stats().DecodeErrors)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -290,9 +396,10 @@ func TestReplay(t *testing.T) {
 	if got := replay(time.Now().Add(time.Hour)); len(got) != 0 {
 		t.Fatalf("replay from the future: %d messages", len(got))
 	}
-	// No group moved: a consumer still gets everything.
-	if lag, err := l.Lag(ctx, "g"); err != nil || lag != int64(len(old)+len(recent)+1) {
-		t.Fatalf("lag %d, %v; want %d", lag, err, len(old)+len(recent)+1)
+	// No group moved: a consumer still gets every entry (700 messages
+	// in 11, the bad one, 30 in 1).
+	if lag, err := l.Lag(ctx, "g"); err != nil || lag != 13 {
+		t.Fatalf("lag %d, %v; want 13 entries", lag, err)
 	}
 	// A handler's error stops the replay and is returned.
 	boom := errors.New("boom")

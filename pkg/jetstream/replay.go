@@ -12,7 +12,7 @@ import (
 )
 
 // replayBatch is how many log entries Replay fetches and hands over at
-// once: 5,000 replays 200,000 entries about 20% faster than 500 (9.3
+// once (each holds one message or more): 5,000 replays 200,000 entries about 20% faster than 500 (9.3
 // against 11.6 µs an entry on 2 cores), for about 1.5 MB of batch.
 const replayBatch = 5000
 
@@ -62,9 +62,7 @@ func (l *Log) Replay(ctx context.Context, since time.Time, handle func([]chat.Me
 				done = true
 				continue // appended after Replay began
 			}
-			if msg, err := decodeMessage(m.Data()); err == nil && msg.ID > 0 && msg.RoomID > 0 {
-				msgs = append(msgs, msg)
-			}
+			msgs, _, _ = appendEntry(msgs, m.Data())
 			if md.Sequence.Stream == last {
 				done = true
 			}

@@ -201,8 +201,9 @@ func (m *Metrics) Gateway(stats func() GatewayStats) {
 // match jetstream.Stats; a backend that keeps fewer leaves the rest zero.
 type LogStats struct {
 	Appended     int64 // messages acknowledged by the log
+	Entries      int64 // log entries acknowledged (JetStream: up to 64 messages each)
 	AppendErrors int64 // failed Append calls
-	Duplicates   int64 // appends the log recognised as already stored
+	Duplicates   int64 // messages the log recognised as already stored
 	Delivered    int64 // messages handed to consumers (retries included)
 	Committed    int64 // messages committed after a successful handle
 	HandleErrors int64 // failed handle calls
@@ -217,8 +218,9 @@ func (m *Metrics) Log(backend string, stats func() LogStats) {
 	}
 	m.reg.MustRegister(newSnapshot(stats, prometheus.Labels{"backend": backend},
 		counter("log_appended_total", "Messages appended durably to the message log.", func(s LogStats) int64 { return s.Appended }),
+		counter("log_entries_appended_total", "Entries appended durably to the message log; an entry holds one message or more (JetStream: consecutive messages of one ingest batch).", func(s LogStats) int64 { return s.Entries }),
 		counter("log_append_errors_total", "Failed appends to the message log.", func(s LogStats) int64 { return s.AppendErrors }),
-		counter("log_duplicates_total", "Appends the log recognised as already stored.", func(s LogStats) int64 { return s.Duplicates }),
+		counter("log_duplicates_total", "Messages the log recognised as already stored (a retried append).", func(s LogStats) int64 { return s.Duplicates }),
 		counter("log_delivered_total", "Messages delivered to consumer groups, redeliveries included.", func(s LogStats) int64 { return s.Delivered }),
 		counter("log_committed_total", "Messages committed by consumer groups.", func(s LogStats) int64 { return s.Committed }),
 		counter("log_handle_errors_total", "Failed consumer handle calls (retried).", func(s LogStats) int64 { return s.HandleErrors }),
@@ -282,8 +284,9 @@ func (m *Metrics) Sink(name string, stats func() SinkStats) {
 	))
 }
 
-// LogLag exports chatd_log_lag{group}: the messages the consumer group has
-// not committed, polled from lag at each scrape with LagTimeout. A failed
+// LogLag exports chatd_log_lag{group}: the log entries the consumer group
+// has not committed (JetStream: an entry holds one message or more; Kafka:
+// one each), polled from lag at each scrape with LagTimeout. A failed
 // poll leaves the sample out and counts chatd_log_lag_errors_total{group}.
 // Call it once per group.
 func (m *Metrics) LogLag(group string, lag func(ctx context.Context) (int64, error)) {
@@ -293,7 +296,7 @@ func (m *Metrics) LogLag(group string, lag func(ctx context.Context) (int64, err
 	labels := prometheus.Labels{"group": group}
 	m.reg.MustRegister(&lagCollector{
 		lag: lag,
-		lagDesc: prometheus.NewDesc(namespace+"_log_lag", "Messages appended to the log that the consumer group has not committed.",
+		lagDesc: prometheus.NewDesc(namespace+"_log_lag", "Log entries the consumer group has not committed (JetStream: an entry holds one message or more; Kafka: one).",
 			nil, labels),
 		errDesc: prometheus.NewDesc(namespace+"_log_lag_errors_total", "Failed polls of the consumer group's lag.",
 			nil, labels),

@@ -204,7 +204,7 @@ func TestLogLagPolledAtScrape(t *testing.T) {
 
 	const names = "chatd_log_lag chatd_log_lag_errors_total"
 	compare(t, m, `
-# HELP chatd_log_lag Messages appended to the log that the consumer group has not committed.
+# HELP chatd_log_lag Log entries the consumer group has not committed (JetStream: an entry holds one message or more; Kafka: one).
 # TYPE chatd_log_lag gauge
 chatd_log_lag{group="index"} 7
 chatd_log_lag{group="store"} 42
@@ -216,7 +216,7 @@ chatd_log_lag_errors_total{group="store"} 0
 
 	lag = 3
 	compare(t, m, `
-# HELP chatd_log_lag Messages appended to the log that the consumer group has not committed.
+# HELP chatd_log_lag Log entries the consumer group has not committed (JetStream: an entry holds one message or more; Kafka: one).
 # TYPE chatd_log_lag gauge
 chatd_log_lag{group="index"} 7
 chatd_log_lag{group="store"} 3
@@ -226,7 +226,7 @@ chatd_log_lag{group="store"} 3
 	// the scrape still answers 200 with everything else.
 	fail = true
 	compare(t, m, `
-# HELP chatd_log_lag Messages appended to the log that the consumer group has not committed.
+# HELP chatd_log_lag Log entries the consumer group has not committed (JetStream: an entry holds one message or more; Kafka: one).
 # TYPE chatd_log_lag gauge
 chatd_log_lag{group="index"} 7
 # HELP chatd_log_lag_errors_total Failed polls of the consumer group's lag.
