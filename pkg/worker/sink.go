@@ -49,7 +49,7 @@ type Sink struct {
 // writes it at normal priority: the background priority is for a sink that
 // keeps up, and must not let one fall ever further behind under a load
 // that keeps the CPU busy.
-const catchUpAge = time.Second
+const catchUpAge = 500 * time.Millisecond
 
 // NewSink returns a sink named name (for logs) consuming group.
 func NewSink(name, group string, log chat.Log, write func(context.Context, []chat.Message) error, logger *slog.Logger) *Sink {
