@@ -286,7 +286,7 @@ type localSender struct {
 }
 
 func (l localSender) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	ctx, cancel := chat.Bound(ctx, l.timeout)
 	defer cancel()
 	return l.s.Send(ctx, r)
 }
@@ -586,7 +586,7 @@ func (c *Client) Send(ctx context.Context, r chat.SendRequest) (chat.Message, er
 	if err != nil {
 		return chat.Message{}, fmt.Errorf("encode send request: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := chat.Bound(ctx, c.timeout)
 	defer cancel()
 	resp, err := c.nc.RequestWithContext(ctx, chat.SubjectIngest, data)
 	switch {

@@ -235,7 +235,7 @@ func (l *Log) AppendAsync(ctx context.Context, msgs []chat.Message) (wait func()
 	if len(msgs) == 0 {
 		return func() error { return nil }
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.AppendTimeout)
+	ctx, cancel := chat.Bound(ctx, l.cfg.AppendTimeout)
 	futures := make([]jetstream.PubAckFuture, 0, len(msgs)/l.cfg.EntryMessages+1)
 	counts := make([]int, 0, cap(futures))
 	var err error
