@@ -18,8 +18,14 @@ import (
 
 // opsQueue is how many parsed requests may wait for a connection's worker.
 // When it is full the reader stops reading, which pushes back on the client
-// through TCP instead of buffering without bound.
-const opsQueue = 32
+// through TCP instead of buffering without bound. Sends do not stop the
+// reader (see pushSend): up to maxQueuedSends of them, with at most
+// maxQueuedSendBytes of bodies, may wait beyond it.
+const (
+	opsQueue           = 32
+	maxQueuedSends     = 1024
+	maxQueuedSendBytes = 1 << 20
+)
 
 // conn is one WebSocket connection. An idle connection costs one goroutine
 // (its reader) and no buffers beyond the library's small ones: the worker
@@ -58,6 +64,9 @@ type conn struct {
 	opsCond sync.Cond // signals room in ops, and kill
 	ops     []request
 	working bool // a worker goroutine is running ops
+	// queuedSends and queuedSendBytes count the sends in ops and their
+	// bodies' bytes.
+	queuedSends, queuedSendBytes int
 
 	pinging  atomic.Bool // a ping waits for its pong
 	pingTick uint64      // the ping loop's tick when it opened
@@ -266,13 +275,47 @@ func (c *conn) push(req request) bool {
 	if c.dead.Load() {
 		return false
 	}
+	c.queueLocked(req)
+	return true
+}
+
+// pushSend queues a send without waiting, up to maxQueuedSends sends or
+// maxQueuedSendBytes of their bodies per connection; beyond that it
+// reports false. The reader must not wait on sends as push does: a client
+// that sends faster than its sends are acked (the worker posts one at a
+// time, in order) would stop it for as long as that lasted, its next sends
+// queueing in the socket, each ack later than the last without bound and
+// its pongs behind them until the connection timed out. A send that waits
+// here longer than ShedAfter is refused by the worker instead of posted.
+func (c *conn) pushSend(req request) bool {
+	c.opsMu.Lock()
+	defer c.opsMu.Unlock()
+	if c.dead.Load() || c.queuedSends >= maxQueuedSends || c.queuedSendBytes+len(req.Body) > maxQueuedSendBytes {
+		return false
+	}
+	c.queuedSends++
+	c.queuedSendBytes += len(req.Body)
+	c.queueLocked(req)
+	return true
+}
+
+// shed answers a send the connection will not post: unavailable, with its
+// nonce, as ingest answers when its buffer is full.
+func (c *conn) shed(req request, why string) {
+	c.g.stats.shed.Add(1)
+	c.enqueue(errFrame(chat.Errorf(chat.EUNAVAILABLE, "%s", why), req.RoomID, &req.Nonce))
+}
+
+// queueLocked appends req to the queue, starting a worker if none runs.
+// opsMu is held.
+func (c *conn) queueLocked(req request) {
+	req.at = time.Now()
 	c.ops = append(c.ops, req)
 	if !c.working {
 		c.working = true
 		c.tasks.Add(1)
 		go c.work()
 	}
-	return true
 }
 
 // work runs queued requests in order and ends when none is left.
@@ -289,8 +332,18 @@ func (c *conn) work() {
 		req := c.ops[0]
 		c.ops[0] = request{}
 		c.ops = c.ops[1:]
+		if req.Type == typeSend {
+			c.queuedSends--
+			c.queuedSendBytes -= len(req.Body)
+		}
 		c.opsCond.Signal()
 		c.opsMu.Unlock()
+		if req.Type == typeSend && time.Since(req.at) > c.g.cfg.ShedAfter {
+			// Its client has likely given up on it; posting it now
+			// would only keep every later send waiting as long.
+			c.shed(req, "server busy: the send waited too long to be posted; retry with the same nonce")
+			continue
+		}
 		switch req.Type {
 		case typeJoin:
 			c.join(req)
@@ -337,6 +390,14 @@ func (c *conn) readOne() bool {
 		// stuck behind a slow send.
 		c.enqueueFrame(pongWire)
 		return true
+	}
+	if req.Type == typeSend {
+		if !c.pushSend(req) && !c.dead.Load() {
+			// Refused at once, not stored: the client retries with the
+			// same nonce once its earlier sends are answered.
+			c.shed(req, "server busy: too many sends waiting on this connection; retry with the same nonce")
+		}
+		return !c.dead.Load()
 	}
 	return c.push(req)
 }

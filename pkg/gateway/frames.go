@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
@@ -33,6 +34,7 @@ type request struct {
 	Since  chat.ID
 	Body   string
 	Nonce  string
+	at     time.Time // when it was queued for the worker
 }
 
 type inFrame struct {

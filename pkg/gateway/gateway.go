@@ -64,6 +64,11 @@ type Config struct {
 	// TypingInterval is the minimum gap between typing frames relayed for
 	// one connection and room; faster ones are dropped. Default 2s.
 	TypingInterval time.Duration
+	// ShedAfter is how long a send may wait in its connection's queue
+	// before it is refused (unavailable, retry with the same nonce)
+	// instead of posted: its connection sends faster than its sends are
+	// acked. Default 3s.
+	ShedAfter time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -96,6 +101,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TypingInterval <= 0 {
 		c.TypingInterval = 2 * time.Second
+	}
+	if c.ShedAfter <= 0 {
+		c.ShedAfter = 3 * time.Second
 	}
 	return c
 }
@@ -153,11 +161,13 @@ type Stats struct {
 	BadFrames     int64 // client frames refused as invalid
 	SlowConsumers int64 // connections closed with 1013
 	Fanout        int64 // room frames queued to connections
+	SendsShed     int64 // sends refused unposted: their connection's queue was full or they waited ShedAfter
 }
 
 type counters struct {
 	connsCurrent, connsTotal, rooms, joins           atomic.Int64
 	framesIn, framesOut, badFrames, slow, deliveries atomic.Int64
+	shed                                             atomic.Int64
 }
 
 // Gateway is the WebSocket role. Create it with New, mount it with Register
@@ -212,6 +222,7 @@ func (g *Gateway) Stats() Stats {
 		BadFrames:     s.badFrames.Load(),
 		SlowConsumers: s.slow.Load(),
 		Fanout:        s.deliveries.Load(),
+		SendsShed:     s.shed.Load(),
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -710,5 +712,131 @@ func TestClientCloseLeavesRooms(t *testing.T) {
 	})
 	if s := e.g.Stats(); s.Rooms != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// gateSends makes the poster wait for the returned release; entered
+// counts the sends that reached it.
+func gateSends(e *env) (entered *atomic.Int64, release func()) {
+	gate := make(chan struct{})
+	entered = new(atomic.Int64)
+	e.poster.mu.Lock()
+	e.poster.limit = func() error {
+		entered.Add(1)
+		<-gate
+		return nil
+	}
+	e.poster.mu.Unlock()
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	e.tb.Cleanup(release)
+	return entered, release
+}
+
+func sendN(c *client, room chat.ID, from, to int, body string) {
+	for i := from; i < to; i++ {
+		c.write(map[string]any{"type": "send", "room_id": room.String(), "body": body, "nonce": fmt.Sprint("n", i)})
+	}
+}
+
+// A send that waited in its connection's queue longer than ShedAfter is
+// refused, in its turn and with its nonce, instead of posted; meanwhile the
+// reader goes on, so pings are answered.
+func TestSendsThatWaitedTooLongAreRefused(t *testing.T) {
+	e := newEnv(t, Config{ShedAfter: 100 * time.Millisecond})
+	tok, alice := e.user("alice")
+	room := e.room(false, alice.User.ID)
+	c := e.dial(tok)
+	entered, release := gateSends(e)
+
+	sendN(c, room, 0, 1, "first")
+	waitFor(t, "the first send to be posting", func() bool { return entered.Load() == 1 })
+	sendN(c, room, 1, 11, "later")
+	c.write(map[string]any{"type": "ping"})
+	c.expect("pong")
+	time.Sleep(150 * time.Millisecond)
+	release()
+	if f := c.expect("ack"); *f.Nonce != "n0" {
+		t.Fatalf("first answer %s", f.raw)
+	}
+	for i := 1; i < 11; i++ {
+		f := c.expect("error")
+		if f.Code != chat.EUNAVAILABLE || f.Nonce == nil || *f.Nonce != fmt.Sprint("n", i) || f.RoomID != room {
+			t.Fatalf("answer %d: %s", i, f.raw)
+		}
+	}
+	if got := e.g.Stats().SendsShed; got != 10 {
+		t.Fatalf("shed %d sends, want 10", got)
+	}
+	// The queue is empty again: the next send is posted.
+	sendN(c, room, 11, 12, "again")
+	if f := c.expect("ack"); *f.Nonce != "n11" {
+		t.Fatalf("send after the refusals: %s", f.raw)
+	}
+}
+
+// Sends beyond what a connection may queue (256, or 1 MB of bodies) are
+// refused at once; everything queued before them is posted in order.
+func TestSendsBeyondTheQueueAreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		body   string
+		queued int
+	}{
+		{"count", "m", maxQueuedSends},
+		{"bytes", strings.Repeat("é", 4000), maxQueuedSendBytes / len(strings.Repeat("é", 4000))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, Config{ShedAfter: time.Minute})
+			tok, alice := e.user("alice")
+			room := e.room(false, alice.User.ID)
+			c := e.dial(tok)
+			entered, release := gateSends(e)
+
+			sendN(c, room, 0, 1, tc.body)
+			waitFor(t, "the first send to be posting", func() bool { return entered.Load() == 1 })
+			last := 1 + tc.queued + 3
+			sendN(c, room, 1, last, tc.body)
+			for i := 1 + tc.queued; i < last; i++ {
+				f := c.expect("error")
+				if f.Code != chat.EUNAVAILABLE || f.Nonce == nil || *f.Nonce != fmt.Sprint("n", i) {
+					t.Fatalf("refused send %d: %s", i, f.raw)
+				}
+			}
+			c.write(map[string]any{"type": "ping"})
+			c.expect("pong")
+			release()
+			for i := 0; i <= tc.queued; i++ {
+				if f := c.expect("ack"); *f.Nonce != fmt.Sprint("n", i) {
+					t.Fatalf("ack %d: %s", i, f.raw)
+				}
+			}
+			if got := e.g.Stats().SendsShed; got != 3 {
+				t.Fatalf("shed %d sends, want 3", got)
+			}
+		})
+	}
+}
+
+// A burst that drains in time is posted whole, as it always was.
+func TestSendBurstThatDrainsIsNotRefused(t *testing.T) {
+	e := newEnv(t, Config{ShedAfter: 10 * time.Second})
+	tok, alice := e.user("alice")
+	room := e.room(false, alice.User.ID)
+	c := e.dial(tok)
+	_, release := gateSends(e)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		release()
+	}()
+	const n = maxQueuedSends
+	sendN(c, room, 0, n, "burst")
+	for i := range n {
+		if f := c.expect("ack"); *f.Nonce != fmt.Sprint("n", i) {
+			t.Fatalf("ack %d: %s", i, f.raw)
+		}
+	}
+	if got := e.g.Stats().SendsShed; got != 0 {
+		t.Fatalf("shed %d sends of a burst that drained", got)
 	}
 }

@@ -176,6 +176,7 @@ type GatewayStats struct {
 	BadFrames     int64 // client frames refused as invalid
 	SlowConsumers int64 // connections closed with 1013
 	Fanout        int64 // room frames queued to connections
+	SendsShed     int64 // sends refused unposted: their connection's queue was full or they waited too long
 }
 
 // Gateway exports the gateway's counters, read from stats at each scrape.
@@ -194,6 +195,7 @@ func (m *Metrics) Gateway(stats func() GatewayStats) {
 		counter("gateway_bad_frames_total", "Client frames refused as invalid.", func(s GatewayStats) int64 { return s.BadFrames }),
 		counter("gateway_slow_consumer_disconnects_total", "Connections closed because they fell a whole send queue behind (1013).", func(s GatewayStats) int64 { return s.SlowConsumers }),
 		counter("gateway_deliveries_total", "Room frames queued to connections (fanout).", func(s GatewayStats) int64 { return s.Fanout }),
+		counter("gateway_sends_shed_total", "Sends refused unposted (unavailable, retry with the same nonce): their connection already had 1,024 sends or 1 MB waiting, or they waited over 3 s to be posted.", func(s GatewayStats) int64 { return s.SendsShed }),
 	))
 }
 
