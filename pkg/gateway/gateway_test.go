@@ -733,6 +733,17 @@ func gateSends(e *env) (entered *atomic.Int64, release func()) {
 	return entered, release
 }
 
+// gatedSender is a gateway with cfg and one user's connection to a room of
+// theirs, whose sends the poster holds until release.
+func gatedSender(t *testing.T, cfg Config) (e *env, c *client, room chat.ID, entered *atomic.Int64, release func()) {
+	e = newEnv(t, cfg)
+	tok, alice := e.user("alice")
+	room = e.room(false, alice.User.ID)
+	c = e.dial(tok)
+	entered, release = gateSends(e)
+	return e, c, room, entered, release
+}
+
 func sendN(c *client, room chat.ID, from, to int, body string) {
 	for i := from; i < to; i++ {
 		c.write(map[string]any{"type": "send", "room_id": room.String(), "body": body, "nonce": fmt.Sprint("n", i)})
@@ -743,11 +754,7 @@ func sendN(c *client, room chat.ID, from, to int, body string) {
 // refused, in its turn and with its nonce, instead of posted; meanwhile the
 // reader goes on, so pings are answered.
 func TestSendsThatWaitedTooLongAreRefused(t *testing.T) {
-	e := newEnv(t, Config{ShedAfter: 100 * time.Millisecond})
-	tok, alice := e.user("alice")
-	room := e.room(false, alice.User.ID)
-	c := e.dial(tok)
-	entered, release := gateSends(e)
+	e, c, room, entered, release := gatedSender(t, Config{ShedAfter: 100 * time.Millisecond})
 
 	sendN(c, room, 0, 1, "first")
 	waitFor(t, "the first send to be posting", func() bool { return entered.Load() == 1 })
@@ -787,11 +794,7 @@ func TestSendsBeyondTheQueueAreRefused(t *testing.T) {
 		{"bytes", strings.Repeat("é", 4000), maxQueuedSendBytes / len(strings.Repeat("é", 4000))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Config{ShedAfter: time.Minute})
-			tok, alice := e.user("alice")
-			room := e.room(false, alice.User.ID)
-			c := e.dial(tok)
-			entered, release := gateSends(e)
+			e, c, room, entered, release := gatedSender(t, Config{ShedAfter: time.Minute})
 
 			sendN(c, room, 0, 1, tc.body)
 			waitFor(t, "the first send to be posting", func() bool { return entered.Load() == 1 })
@@ -820,11 +823,7 @@ func TestSendsBeyondTheQueueAreRefused(t *testing.T) {
 
 // A burst that drains in time is posted whole, as it always was.
 func TestSendBurstThatDrainsIsNotRefused(t *testing.T) {
-	e := newEnv(t, Config{ShedAfter: 10 * time.Second})
-	tok, alice := e.user("alice")
-	room := e.room(false, alice.User.ID)
-	c := e.dial(tok)
-	_, release := gateSends(e)
+	e, c, room, _, release := gatedSender(t, Config{ShedAfter: 10 * time.Second})
 	go func() {
 		time.Sleep(200 * time.Millisecond)
 		release()

@@ -175,6 +175,31 @@ func TestSearchUpgradeFromVersion2(t *testing.T) {
 	}
 }
 
+// indexNeedles indexes n messages, message i in room 100+i%rooms by user
+// 1+i%2 with body(i), in batches of size, and returns them.
+func indexNeedles(t *testing.T, s *Search, n, rooms, size int, body func(i int) string) []chat.Message {
+	t.Helper()
+	var msgs []chat.Message
+	for i := range n {
+		msgs = append(msgs, chat.Message{ID: chat.ID(1+i) << 22, RoomID: chat.ID(100 + i%rooms), UserID: chat.ID(1 + i%2), Username: "u", Body: body(i)})
+	}
+	for part := range slices.Chunk(msgs, size) {
+		if err := s.IndexMessages(context.Background(), part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return msgs
+}
+
+// roomRange is the rooms indexNeedles numbers from to to.
+func roomRange(from, to int) []chat.ID {
+	var out []chat.ID
+	for r := from; r < to; r++ {
+		out = append(out, chat.ID(100+r))
+	}
+	return out
+}
+
 // Search takes one of several query shapes by how many rooms are asked for
 // and how many are not (see matchExprs); each must find exactly the matches
 // in the rooms asked for, and paging must cross the ranked window.
@@ -187,26 +212,12 @@ func TestSearchRoomShapes(t *testing.T) {
 	defer s.Close()
 	rooms := 3 * roomsPerQuery
 	n := rankWindow + 3*rooms
-	var msgs []chat.Message
-	for i := range n {
-		body := "needle hay"
+	msgs := indexNeedles(t, s, n, rooms, 500, func(i int) string {
 		if i%3 == 0 {
-			body = "needle needle"
+			return "needle needle"
 		}
-		msgs = append(msgs, chat.Message{ID: chat.ID(1+i) << 22, RoomID: chat.ID(100 + i%rooms), UserID: chat.ID(1 + i%2), Username: "u", Body: body})
-	}
-	for part := range slices.Chunk(msgs, 500) {
-		if err := s.IndexMessages(ctx, part); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roomRange := func(from, to int) []chat.ID {
-		var out []chat.ID
-		for r := from; r < to; r++ {
-			out = append(out, chat.ID(100+r))
-		}
-		return out
-	}
+		return "needle hay"
+	})
 	for _, tc := range []struct {
 		name  string
 		rooms []chat.ID
@@ -297,22 +308,7 @@ func TestSearchTotalCap(t *testing.T) {
 	defer func(old int) { roomsPerQuery = old }(roomsPerQuery)
 	roomsPerQuery = 2
 	const rooms, n = 10, chat.MaxSearchTotal * 3 / 2
-	var msgs []chat.Message
-	for i := range n {
-		msgs = append(msgs, chat.Message{ID: chat.ID(1+i) << 22, RoomID: chat.ID(100 + i%rooms), UserID: chat.ID(1 + i%2), Username: "u", Body: "needle hay"})
-	}
-	for part := range slices.Chunk(msgs, 1000) {
-		if err := s.IndexMessages(ctx, part); err != nil {
-			t.Fatal(err)
-		}
-	}
-	roomRange := func(from, to int) []chat.ID {
-		var out []chat.ID
-		for r := from; r < to; r++ {
-			out = append(out, chat.ID(100+r))
-		}
-		return out
-	}
+	indexNeedles(t, s, n, rooms, 1000, func(int) string { return "needle hay" })
 	for _, tc := range []struct {
 		name     string
 		rooms    []chat.ID
