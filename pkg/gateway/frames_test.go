@@ -2,8 +2,12 @@ package gateway
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
 
 	"github.com/chatd/chatd/pkg/chat"
 )
@@ -64,6 +68,102 @@ func BenchmarkAckJSON(b *testing.B) {
 	b.Run("encoding_json", func(b *testing.B) {
 		for b.Loop() {
 			_ = mustJSON(ackFrame{Type: typeAck, Nonce: m.Nonce, Message: m})
+		}
+	})
+}
+
+// sameAsJSON checks that scanFrame, when it takes b, reads what
+// json.Unmarshal reads.
+func sameAsJSON(t *testing.T, b []byte) (scanned bool) {
+	t.Helper()
+	if !utf8.Valid(b) {
+		return false // parseRequest refuses it first
+	}
+	got, ok := scanFrame(b)
+	if !ok {
+		return false
+	}
+	var want inFrame
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatalf("%q: scanned, but json.Unmarshal fails: %v", b, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q:\n scanned %s\n    json %s", b, show(got), show(want))
+	}
+	return true
+}
+
+func show(f inFrame) string {
+	b, _ := json.Marshal(f)
+	return string(b)
+}
+
+func TestScanFrame(t *testing.T) {
+	for _, c := range []struct {
+		frame   string
+		scanned bool
+	}{
+		{`{"type":"send","room_id":"123","body":"hello","nonce":"n-1"}`, true},
+		{` { "type" : "join" , "room_id" : "5", "since": "99" } `, true},
+		{"{\n\t\"type\":\"ping\"\r\n}", true},
+		{`{}`, true},
+		{`{"nonce":"","body":""}`, true},
+		{`{"type":"send","body":"ünï 🎉 <b>&amp;</b>"}`, true},
+		{`{"room_id":"000000000000000042"}`, true},
+		// To encoding/json.
+		{`{"type":"send","body":"line\nbreak"}`, false},
+		{`{"type":"send","body":"tab` + "\t" + `"}`, false},
+		{`{"room_id":5}`, false},
+		{`{"room_id":""}`, false},
+		{`{"room_id":"-5"}`, false},
+		{`{"room_id":"+5"}`, false},
+		{`{"room_id":"1234567890123456789"}`, false},
+		{`{"room_id":"99999999999999999999"}`, false},
+		{`{"room_id":null}`, false},
+		{`{"Type":"send"}`, false},
+		{`{"type":"a","type":"b"}`, false},
+		{`{"extra":"x","type":"ping"}`, false},
+		{`{"type":"send","body":["x"]}`, false},
+		{`{"type":"send",}`, false},
+		{`{"type":"send"} x`, false},
+		{`{"type":"send"`, false},
+		{`{"type"}`, false},
+		{`[]`, false},
+		{``, false},
+		{`"type"`, false},
+		{`{"ty\u0070e":"ping"}`, false},
+	} {
+		if got := sameAsJSON(t, []byte(c.frame)); got != c.scanned {
+			t.Errorf("%q: scanned %v, want %v", c.frame, got, c.scanned)
+		}
+	}
+}
+
+func FuzzScanFrame(f *testing.F) {
+	f.Add([]byte(`{"type":"send","room_id":"123","body":"hello","nonce":"n-1"}`))
+	f.Add([]byte(` { "type" : "join" , "room_id" : "5", "since": "99" } `))
+	f.Add([]byte(`{"room_id":"1234567890123456789"}`))
+	f.Add([]byte(`{"type":"a","type":"b"}`))
+	f.Fuzz(func(t *testing.T, b []byte) { sameAsJSON(t, b) })
+}
+
+func BenchmarkParseSend(b *testing.B) {
+	frame := []byte(`{"type":"send","room_id":"7385729384729384","body":"a 100-byte message body, as the benchmarks send, with nothing to escape in it at all....","nonce":"n-123456-42"}`)
+	b.Run("scan", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := parseRequest(websocket.MessageText, frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var f inFrame
+			if err := json.Unmarshal(frame, &f); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
