@@ -494,6 +494,7 @@ func (m *Main) openHTTP(ctx context.Context) error {
 			AllowedOrigins:  originHosts(cfg.HTTP.AllowedOrigins),
 			MaxBadFrames:    cfg.Gateway.MaxBadFrames,
 			TypingInterval:  cfg.Gateway.TypingInterval,
+			ShedAfter:       cfg.Gateway.ShedAfter,
 		}, gateway.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster, NC: m.nc}, m.Log)
 		gw.Register(mux)
 		m.addRunner("gateway", gw.Run)

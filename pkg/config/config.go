@@ -81,6 +81,7 @@ type Gateway struct {
 	MaxConnsPerUser int           `koanf:"max_conns_per_user"`
 	MaxBadFrames    int           `koanf:"max_bad_frames"`
 	TypingInterval  time.Duration `koanf:"typing_interval"`
+	ShedAfter       time.Duration `koanf:"shed_after"`
 }
 
 // Limits are per-user rate limits; a rate of 0 turns one off.
@@ -205,6 +206,7 @@ func Default() Config {
 			MaxConnsPerUser: 32,
 			MaxBadFrames:    10,
 			TypingInterval:  2 * time.Second,
+			ShedAfter:       3 * time.Second,
 		},
 		Limits:   Limits{SendRate: 10, SendBurst: 20, SendPeriod: time.Second, LoginRate: 10},
 		Sessions: Sessions{TTL: 30 * 24 * time.Hour, CacheTTL: 30 * time.Second},
@@ -384,6 +386,7 @@ func (c Config) Validate() error {
 		{"gateway.write_timeout", int64(c.Gateway.WriteTimeout)},
 		{"gateway.max_conns_per_user", int64(c.Gateway.MaxConnsPerUser)},
 		{"gateway.max_bad_frames", int64(c.Gateway.MaxBadFrames)},
+		{"gateway.shed_after", int64(c.Gateway.ShedAfter)},
 		{"sessions.ttl", int64(c.Sessions.TTL)},
 		{"ingest.buffer", int64(c.Ingest.Buffer)},
 		{"ingest.max_batch", int64(c.Ingest.MaxBatch)},

@@ -84,6 +84,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"node id", "node_id = 5000\n", nil, nil, "node_id"},
 		{"nice too high", "[store]\nbackground_nice = 20\n", nil, nil, "store.background_nice"},
 		{"nice negative", "", nil, map[string]string{"store.background_nice": "-5"}, "store.background_nice"},
+		{"shed_after zero", "[gateway]\nshed_after = \"0s\"\n", nil, nil, "gateway.shed_after"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
