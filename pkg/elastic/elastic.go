@@ -559,10 +559,6 @@ func (ix *Index) History(ctx context.Context, q chat.HistoryQuery) (chat.History
 	return page, nil
 }
 
-// maxSearchDepth bounds search paging, as Elasticsearch's own
-// index.max_result_window does (and the SQLite backend matches).
-const maxSearchDepth = chat.MaxSearchTotal
-
 // Search runs a full-text search in q.RoomIDs, best match first (ties:
 // newest first), with every term of the query required.
 func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchResult, error) {
@@ -601,7 +597,7 @@ func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		}
 		o, err1 := after[0].Int64()
 		b, err2 := after[1].Int64()
-		if err1 != nil || err2 != nil || o < 0 || o >= maxSearchDepth || b <= 0 {
+		if err1 != nil || err2 != nil || o < 0 || o >= chat.MaxSearchTotal || b <= 0 {
 			return chat.SearchResult{}, chat.Errorf(chat.EINVALID, "invalid cursor")
 		}
 		offset, bound = o, b
@@ -611,7 +607,7 @@ func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	// default; the SQLite backend counts as far.
 	body := map[string]any{
 		"from":             offset,
-		"size":             min(int64(n+1), maxSearchDepth-offset),
+		"size":             min(int64(n+1), chat.MaxSearchTotal-offset),
 		"query":            map[string]any{"bool": map[string]any{"must": must, "filter": filter}},
 		"sort":             []any{map[string]any{"_score": "desc"}, map[string]any{"id_n": "desc"}},
 		"track_total_hits": chat.MaxSearchTotal,
@@ -626,7 +622,7 @@ func (ix *Index) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	}
 	for i, h := range sr.Hits.Hits {
 		if i == n {
-			if next := offset + int64(n); next < maxSearchDepth {
+			if next := offset + int64(n); next < chat.MaxSearchTotal {
 				res.NextCursor = encodeCursor("s", []json.Number{json.Number(strconv.FormatInt(next, 10)), json.Number(strconv.FormatInt(bound, 10))})
 			}
 			break

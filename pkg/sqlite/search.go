@@ -23,11 +23,6 @@ import (
 	"github.com/chatd/chatd/pkg/chat"
 )
 
-// maxSearchOffset bounds how deep search paging goes. It is
-// Elasticsearch's default result window, so both backends stop at the same
-// depth; search counts matches as far (chat.MaxSearchTotal).
-const maxSearchOffset = chat.MaxSearchTotal
-
 // rankWindow is how many of the newest matches search ranks by relevance.
 // Ranking every match made a common word cost a scan of all its matches
 // with a bm25 score each (up to seconds over a million messages); in chat
@@ -387,7 +382,7 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 			return chat.SearchResult{}, err
 		}
 		offset, upTo = vals[0], vals[1]
-		if offset < 0 || offset > maxSearchOffset {
+		if offset < 0 || offset > chat.MaxSearchTotal {
 			return chat.SearchResult{}, chat.Errorf(chat.EINVALID, "invalid cursor")
 		}
 	}
@@ -513,7 +508,7 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		res.Hits = append(res.Hits, chat.SearchHit{Message: m, Highlight: chat.Highlight(m.Body, terms)})
 	}
 	next := offset + int64(len(page))
-	if next < res.Total && next <= maxSearchOffset {
+	if next < res.Total && next <= chat.MaxSearchTotal {
 		res.NextCursor = encodeCursor("s", next, upTo)
 	}
 	return res, nil
