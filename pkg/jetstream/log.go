@@ -296,7 +296,7 @@ func (l *Log) AppendAsync(ctx context.Context, msgs []chat.Message) (wait func()
 // it and how many it holds: at least one, at most EntryMessages, and no
 // more than maxEntryBytes unless the first alone is larger.
 func (l *Log) entry(msgs []chat.Message) ([]byte, int) {
-	data := msgs[0].AppendJSON(make([]byte, 0, 512))
+	data := msgs[0].JSON()
 	n := 1
 	for n < len(msgs) && n < l.cfg.EntryMessages {
 		before := len(data)
