@@ -332,13 +332,14 @@ func (c *conn) work() {
 		req := c.ops[0]
 		c.ops[0] = request{}
 		c.ops = c.ops[1:]
-		if req.Type == typeSend {
+		isSend := req.Type == typeSend
+		if isSend {
 			c.queuedSends--
 			c.queuedSendBytes -= len(req.Body)
 		}
 		c.opsCond.Signal()
 		c.opsMu.Unlock()
-		if req.Type == typeSend && time.Since(req.at) > c.g.cfg.ShedAfter {
+		if isSend && time.Since(req.at) > c.g.cfg.ShedAfter {
 			// Its client has likely given up on it; posting it now
 			// would only keep every later send waiting as long.
 			c.shed(req, "server busy: the send waited too long to be posted; retry with the same nonce")

@@ -195,7 +195,7 @@ func (m *Metrics) Gateway(stats func() GatewayStats) {
 		counter("gateway_bad_frames_total", "Client frames refused as invalid.", func(s GatewayStats) int64 { return s.BadFrames }),
 		counter("gateway_slow_consumer_disconnects_total", "Connections closed because they fell a whole send queue behind (1013).", func(s GatewayStats) int64 { return s.SlowConsumers }),
 		counter("gateway_deliveries_total", "Room frames queued to connections (fanout).", func(s GatewayStats) int64 { return s.Fanout }),
-		counter("gateway_sends_shed_total", "Sends refused unposted (unavailable, retry with the same nonce): their connection already had 1,024 sends or 1 MB waiting, or they waited over 3 s to be posted.", func(s GatewayStats) int64 { return s.SendsShed }),
+		counter("gateway_sends_shed_total", "Sends refused unposted (unavailable, retry with the same nonce): their connection already had 1,024 sends or 1 MB waiting, or they waited longer than gateway.shed_after to be posted.", func(s GatewayStats) int64 { return s.SendsShed }),
 	))
 }
 
