@@ -179,6 +179,30 @@ func (c *conn) enqueue(payload []byte) bool {
 	return c.enqueueFrame(wsText(payload))
 }
 
+// enqueueFrames writes or queues frames in order, in one write when the
+// socket is idle; see enqueueFrame.
+func (c *conn) enqueueFrames(frames [][]byte) bool {
+	switch len(frames) {
+	case 0:
+		return true
+	case 1:
+		return c.enqueueFrame(frames[0])
+	}
+	n := 0
+	for _, f := range frames {
+		n += len(f)
+	}
+	buf := make([]byte, 0, n)
+	for _, f := range frames {
+		buf = append(buf, f...)
+	}
+	if !c.enqueueFrame(buf) {
+		return false
+	}
+	c.g.stats.framesOut.Add(int64(len(frames) - 1))
+	return true
+}
+
 // enqueueFrame writes or queues a framed message without blocking. A full
 // queue means the client reads slower than its rooms talk: it is dropped.
 func (c *conn) enqueueFrame(frame []byte) bool {
@@ -306,6 +330,19 @@ func (c *conn) shed(req request, why string) {
 	c.enqueue(errFrame(chat.Errorf(chat.EUNAVAILABLE, "%s", why), req.RoomID, &req.Nonce))
 }
 
+// shedStale refuses sends that waited longer than ShedAfter, all with one
+// write: under overload they come in runs, and a write system call per
+// refusal cost more than the refusals saved.
+func (c *conn) shedStale(reqs []request) {
+	c.g.stats.shed.Add(int64(len(reqs)))
+	err := chat.Errorf(chat.EUNAVAILABLE, "server busy: the send waited too long to be posted; retry with the same nonce")
+	frames := make([][]byte, len(reqs))
+	for i := range reqs {
+		frames[i] = wsText(errFrame(err, reqs[i].RoomID, &reqs[i].Nonce))
+	}
+	c.enqueueFrames(frames)
+}
+
 // queueLocked appends req to the queue, starting a worker if none runs.
 // opsMu is held.
 func (c *conn) queueLocked(req request) {
@@ -316,6 +353,27 @@ func (c *conn) queueLocked(req request) {
 		c.tasks.Add(1)
 		go c.work()
 	}
+}
+
+// maxShedRun bounds the refusals written at once (about 200 bytes each).
+const maxShedRun = 256
+
+// popLocked takes the first queued request. opsMu is held.
+func (c *conn) popLocked() request {
+	req := c.ops[0]
+	c.ops[0] = request{}
+	c.ops = c.ops[1:]
+	if req.Type == typeSend {
+		c.queuedSends--
+		c.queuedSendBytes -= len(req.Body)
+	}
+	return req
+}
+
+// staleLocked reports whether req is a send queued longer than ShedAfter
+// before now. opsMu is held.
+func (c *conn) staleLocked(req request, now time.Time) bool {
+	return req.Type == typeSend && now.Sub(req.at) > c.g.cfg.ShedAfter
 }
 
 // work runs queued requests in order and ends when none is left.
@@ -329,20 +387,22 @@ func (c *conn) work() {
 			c.opsMu.Unlock()
 			return
 		}
-		req := c.ops[0]
-		c.ops[0] = request{}
-		c.ops = c.ops[1:]
-		isSend := req.Type == typeSend
-		if isSend {
-			c.queuedSends--
-			c.queuedSendBytes -= len(req.Body)
+		req := c.popLocked()
+		// A send that waited past ShedAfter is refused, with the run of
+		// such sends behind it: its client has likely given up on it,
+		// and posting it now would only keep every later send waiting
+		// as long.
+		var stale []request
+		if now := time.Now(); c.staleLocked(req, now) {
+			stale = append(stale, req)
+			for len(c.ops) > 0 && len(stale) < maxShedRun && c.staleLocked(c.ops[0], now) {
+				stale = append(stale, c.popLocked())
+			}
 		}
 		c.opsCond.Signal()
 		c.opsMu.Unlock()
-		if isSend && time.Since(req.at) > c.g.cfg.ShedAfter {
-			// Its client has likely given up on it; posting it now
-			// would only keep every later send waiting as long.
-			c.shed(req, "server busy: the send waited too long to be posted; retry with the same nonce")
+		if stale != nil {
+			c.shedStale(stale)
 			continue
 		}
 		switch req.Type {
@@ -604,14 +664,16 @@ func (c *conn) send(req request) {
 	// slip between clearing inflight and queueing the ack.
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
+	var answer []byte
 	switch {
 	case err == nil:
-		c.enqueue(ackJSON(req.Nonce, msg))
+		answer = ackJSON(req.Nonce, msg)
 	case !c.dead.Load():
-		c.enqueue(errFrame(c.clientErr("send", req.RoomID, err), req.RoomID, &req.Nonce))
+		answer = errFrame(c.clientErr("send", req.RoomID, err), req.RoomID, &req.Nonce)
 	}
-	for _, f := range c.held {
-		c.enqueueFrame(f)
+	if answer != nil {
+		// The ack and the frames held for it go out in one write.
+		c.enqueueFrames(append([][]byte{wsText(answer)}, c.held...))
 	}
 	c.inflight, c.held = "", nil
 }

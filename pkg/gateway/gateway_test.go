@@ -758,7 +758,11 @@ func TestSendsThatWaitedTooLongAreRefused(t *testing.T) {
 
 	sendN(c, room, 0, 1, "first")
 	waitFor(t, "the first send to be posting", func() bool { return entered.Load() == 1 })
-	sendN(c, room, 1, 11, "later")
+	// A typing notice between the waiting sends splits them into two
+	// runs of refusals; the answers still come in order.
+	sendN(c, room, 1, 6, "later")
+	c.write(map[string]any{"type": "typing", "room_id": room.String()})
+	sendN(c, room, 6, 11, "later")
 	c.write(map[string]any{"type": "ping"})
 	c.expect("pong")
 	time.Sleep(150 * time.Millisecond)
