@@ -191,24 +191,40 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if cfg.Has("ingest") {
-		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL},
-			ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}, m.Log)
-		m.ingest = srv
-		m.addRunner("ingest", srv.Run)
-		m.metrics.Ingest(func() metrics.IngestStats { return metrics.IngestStats(srv.Stats()) })
-	}
+	// The sinks of this process: ingest paces sends to what they keep up
+	// with (ingest.max_backlog).
+	var sinks []*worker.Sink
 	if cfg.Has("store") {
 		s := worker.NewSink("store", "store", log, m.instrument("store", cfg.Store.Backend, store.WriteMessages), m.Log)
 		m.addRunner("store", s.Run)
 		m.metrics.Sink("store", func() metrics.SinkStats { return metrics.SinkStats(s.Stats()) })
 		m.metrics.LogLag("store", s.Lag)
+		sinks = append(sinks, s)
 	}
 	if cfg.Has("index") {
 		s := worker.NewSink("index", "index", log, m.instrument("index", cfg.Search.Backend, index.IndexMessages), m.Log)
 		m.addRunner("index", s.Run)
 		m.metrics.Sink("index", func() metrics.SinkStats { return metrics.SinkStats(s.Stats()) })
 		m.metrics.LogLag("index", s.Lag)
+		sinks = append(sinks, s)
+	}
+	if cfg.Has("ingest") {
+		deps := ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}
+		if len(sinks) > 0 {
+			deps.Backlog = func() time.Duration {
+				now := time.Now()
+				var b time.Duration
+				for _, s := range sinks {
+					b = max(b, s.Behind(now))
+				}
+				return b
+			}
+		}
+		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL,
+			MaxBacklog: cfg.Ingest.MaxBacklog}, deps, m.Log)
+		m.ingest = srv
+		m.addRunner("ingest", srv.Run)
+		m.metrics.Ingest(func() metrics.IngestStats { return metrics.IngestStats(srv.Stats()) })
 	}
 	if cfg.GRPC.Addr != "" {
 		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))

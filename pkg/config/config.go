@@ -104,6 +104,9 @@ type Ingest struct {
 	MaxBatch int           `koanf:"max_batch"` // sends appended to the log at once
 	Timeout  time.Duration `koanf:"timeout"`   // how long a gateway waits for the durable ack
 	NonceTTL time.Duration `koanf:"nonce_ttl"` // how long a client nonce is remembered
+	// MaxBacklog paces sends while this process's store or index is
+	// further behind the log than this; 0 turns pacing off.
+	MaxBacklog time.Duration `koanf:"max_backlog"`
 }
 
 // NATS is the fanout bus.
@@ -210,7 +213,7 @@ func Default() Config {
 		},
 		Limits:   Limits{SendRate: 10, SendBurst: 20, SendPeriod: time.Second, LoginRate: 10},
 		Sessions: Sessions{TTL: 30 * 24 * time.Hour, CacheTTL: 30 * time.Second},
-		Ingest:   Ingest{Buffer: 8192, MaxBatch: 512, Timeout: 5 * time.Second, NonceTTL: 10 * time.Minute},
+		Ingest:   Ingest{Buffer: 8192, MaxBatch: 512, Timeout: 5 * time.Second, NonceTTL: 10 * time.Minute, MaxBacklog: time.Second},
 		NATS:     NATS{URLs: []string{}, Routes: []string{}},
 		EventLog: EventLog{Backend: "jetstream", MaxAge: 7 * 24 * time.Hour},
 		Kafka:    Kafka{Brokers: []string{}, Topic: "message", Partitions: 12, ReplicationFactor: 1},
@@ -408,6 +411,7 @@ func (c Config) Validate() error {
 		{"limits.login_rate", int64(c.Limits.LoginRate)},
 		{"sessions.cache_ttl", int64(c.Sessions.CacheTTL)},
 		{"gateway.typing_interval", int64(c.Gateway.TypingInterval)},
+		{"ingest.max_backlog", int64(c.Ingest.MaxBacklog)},
 	}
 	for _, p := range nonNeg {
 		if p.v < 0 {

@@ -63,7 +63,26 @@ type Config struct {
 	// MaxInFlight is how many batches may wait for durability at once
 	// when the log is an AsyncLog. Default 16.
 	MaxInFlight int
+	// MaxBacklog paces ingest to what persistence keeps up with: while
+	// Deps.Backlog reports more than this (an in-process store or index
+	// sink that far behind), each batch waits, up to MaxPause, for it to
+	// catch up. Sends meanwhile wait in the buffer, and what waits too
+	// long is refused unavailable, rather than the index falling ever
+	// further behind under a load the node cannot persist. A backlog above
+	// paceCeiling is a rebuild or a recovery, not overload, and is not
+	// paced. Zero turns pacing off.
+	MaxBacklog time.Duration
+	// MaxPause bounds one batch's wait for the backlog. Default 250 ms.
+	MaxPause time.Duration
 }
+
+// paceCeiling: a sink further behind than this is catching up on old
+// entries (an index rebuilt from the log, a store back from an outage);
+// holding live sends back would not shorten that, only stall chat.
+const paceCeiling = 30 * time.Second
+
+// paceStep is how often a paused batch checks the backlog again.
+const paceStep = 5 * time.Millisecond
 
 func (c *Config) setDefaults() {
 	if c.Buffer <= 0 {
@@ -84,6 +103,9 @@ func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 16
 	}
+	if c.MaxPause <= 0 {
+		c.MaxPause = 250 * time.Millisecond
+	}
 }
 
 // Deps are the ingest server's collaborators. Nonces and Recent may be nil
@@ -94,18 +116,22 @@ type Deps struct {
 	IDs    *chat.IDGen
 	Nonces NonceCache
 	Recent RecentCache
+	// Backlog, if set, reports how far behind the log the persistence
+	// sinks of this process are (see Config.MaxBacklog).
+	Backlog func() time.Duration
 }
 
 // Stats are the server's counters, for metrics.
 type Stats struct {
-	Received     int64 // requests taken into the buffer
-	Appended     int64 // messages durably appended and acked
-	Duplicates   int64 // requests answered with an earlier message of the same nonce
-	RejectedBusy int64 // requests refused because the buffer was full
-	Invalid      int64 // malformed requests
-	Failed       int64 // requests answered unavailable after a failed append
-	Batches      int64 // batches processed
-	BufferLen    int   // requests waiting now
+	Received     int64         // requests taken into the buffer
+	Appended     int64         // messages durably appended and acked
+	Duplicates   int64         // requests answered with an earlier message of the same nonce
+	RejectedBusy int64         // requests refused because the buffer was full
+	Invalid      int64         // malformed requests
+	Failed       int64         // requests answered unavailable after a failed append
+	Batches      int64         // batches processed
+	BufferLen    int           // requests waiting now
+	Paused       time.Duration // total time batches waited for persistence to catch up
 }
 
 // request is one send waiting for its answer: on a NATS reply subject, or
@@ -136,6 +162,7 @@ type Server struct {
 	received, appended, duplicates atomic.Int64
 	rejectedBusy, invalid, failed  atomic.Int64
 	batches                        atomic.Int64
+	paused                         atomic.Int64 // ns
 }
 
 // NewServer returns an ingest server; Run starts it.
@@ -151,6 +178,7 @@ func (s *Server) Stats() Stats {
 		RejectedBusy: s.rejectedBusy.Load(), Invalid: s.invalid.Load(), Failed: s.failed.Load(),
 		Batches:   s.batches.Load(),
 		BufferLen: len(s.buf),
+		Paused:    time.Duration(s.paused.Load()),
 	}
 }
 
@@ -327,18 +355,10 @@ func (s *Server) batcher() {
 	}
 	scratch := make([]request, 0, s.cfg.MaxBatch)
 	for r := range s.buf {
-		scratch = append(scratch[:0], r)
-	fill:
-		for len(scratch) < s.cfg.MaxBatch {
-			select {
-			case r, ok := <-s.buf:
-				if !ok {
-					break fill
-				}
-				scratch = append(scratch, r)
-			default:
-				break fill
-			}
+		scratch = s.fill(append(scratch[:0], r))
+		if s.pace() {
+			// Sends that came in while the batch waited join it.
+			scratch = s.fill(scratch)
 		}
 		// The flight keeps its batch while the next one is gathered:
 		// copy it out at its own size (batches are small unless loaded).
@@ -360,6 +380,49 @@ func (s *Server) batcher() {
 		close(inflight)
 		<-done
 	}
+}
+
+// pace waits, up to MaxPause, while the in-process sinks are more than
+// MaxBacklog (and less than paceCeiling) behind. It reports whether it
+// waited.
+func (s *Server) pace() bool {
+	if s.deps.Backlog == nil || s.cfg.MaxBacklog <= 0 {
+		return false
+	}
+	over := func() bool {
+		b := s.deps.Backlog()
+		return b > s.cfg.MaxBacklog && b < paceCeiling
+	}
+	if !over() {
+		return false
+	}
+	start := time.Now()
+	t := time.NewTicker(paceStep)
+	defer t.Stop()
+	for range t.C {
+		if time.Since(start) >= s.cfg.MaxPause || !over() {
+			break
+		}
+	}
+	s.paused.Add(int64(time.Since(start)))
+	return true
+}
+
+// fill adds to batch what the buffer holds, up to MaxBatch, without
+// waiting.
+func (s *Server) fill(batch []request) []request {
+	for len(batch) < s.cfg.MaxBatch {
+		select {
+		case r, ok := <-s.buf:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // flight is one batch between the start of its append and its answers.

@@ -123,6 +123,7 @@ type env struct {
 	// batches overlap; local sends through Server.Send instead of NATS.
 	pipelined, local bool
 	server           *ingest.Server // the last one started
+	backlog          func() time.Duration
 }
 
 // asyncGateLog is gateLog as an ingest.AsyncLog: appends run one at a time
@@ -219,7 +220,7 @@ func (e *env) start(tb testing.TB, cfg ingest.Config) (s *ingest.Server, stop fu
 	if e.pipelined {
 		l = &asyncGateLog{gateLog: e.glog}
 	}
-	s = ingest.NewServer(cfg, ingest.Deps{NC: connect(tb, e.embedded), Log: l, IDs: e.ids, Nonces: e.nonces, Recent: e.recent}, logger(tb))
+	s = ingest.NewServer(cfg, ingest.Deps{NC: connect(tb, e.embedded), Log: l, IDs: e.ids, Nonces: e.nonces, Recent: e.recent, Backlog: e.backlog}, logger(tb))
 	e.server = s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -508,6 +509,76 @@ func TestBufferFullIsUnavailable(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatalf("buffered send: %v", err)
 		}
+	}
+}
+
+// While the sinks are further behind than MaxBacklog, a batch waits for
+// them to catch up; sends that come in meanwhile join it.
+func TestPacedWhileSinksLag(t *testing.T) { forModes(t, testPacedWhileSinksLag) }
+
+func testPacedWhileSinksLag(t *testing.T, e *env) {
+	var backlog atomic.Int64
+	backlog.Store(int64(5 * time.Second))
+	e.backlog = func() time.Duration { return time.Duration(backlog.Load()) }
+	s, _ := e.start(t, ingest.Config{MaxBacklog: time.Second, MaxPause: time.Hour})
+	c := e.client(t, time.Minute)
+	const n = 3
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", i)))
+			errs <- err
+		}()
+	}
+	poll(t, "the sends to reach ingest", func() bool { return s.Stats().Received == n })
+	select {
+	case err := <-errs:
+		t.Fatalf("a send was answered while persistence lagged: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if st := s.Stats(); st.Batches != 0 {
+		t.Fatalf("%d batches appended while persistence lagged", st.Batches)
+	}
+	backlog.Store(int64(500 * time.Millisecond))
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatalf("send after catching up: %v", err)
+		}
+	}
+	st := s.Stats()
+	if st.Batches != 1 || st.Paused <= 0 {
+		t.Fatalf("batches %d, paused %v: want the three sends in one paced batch", st.Batches, st.Paused)
+	}
+	if got := storedCount(t, e.log); got != n {
+		t.Fatalf("stored %d, want %d", got, n)
+	}
+}
+
+// Pacing holds sends back only for a sink that is behind by an overload:
+// not beyond paceCeiling (a rebuild), not when MaxBacklog is 0.
+func TestNotPaced(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		backlog    time.Duration
+		maxBacklog time.Duration
+	}{
+		{"rebuild", time.Hour, time.Second},
+		{"off", 5 * time.Second, 0},
+		{"caught up", 999 * time.Millisecond, time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.backlog = func() time.Duration { return tc.backlog }
+			s, _ := e.start(t, ingest.Config{MaxBacklog: tc.maxBacklog, MaxPause: time.Hour})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := e.client(t, time.Minute).Send(ctx, req(1, 1, "b", "n")); err != nil {
+				t.Fatal(err)
+			}
+			if p := s.Stats().Paused; p != 0 {
+				t.Fatalf("paused %v", p)
+			}
+		})
 	}
 }
 

@@ -233,14 +233,15 @@ func (m *Metrics) Log(backend string, stats func() LogStats) {
 // IngestStats is a snapshot of the ingest role's counters. Its fields match
 // ingest.Stats: metrics.IngestStats(srv.Stats()).
 type IngestStats struct {
-	Received     int64 // requests taken into the buffer
-	Appended     int64 // messages durably appended and acked
-	Duplicates   int64 // requests answered with an earlier message of the same nonce
-	RejectedBusy int64 // requests refused because the buffer was full
-	Invalid      int64 // malformed requests
-	Failed       int64 // requests answered unavailable after a failed append
-	Batches      int64 // batches processed
-	BufferLen    int   // requests waiting now
+	Received     int64         // requests taken into the buffer
+	Appended     int64         // messages durably appended and acked
+	Duplicates   int64         // requests answered with an earlier message of the same nonce
+	RejectedBusy int64         // requests refused because the buffer was full
+	Invalid      int64         // malformed requests
+	Failed       int64         // requests answered unavailable after a failed append
+	Batches      int64         // batches processed
+	BufferLen    int           // requests waiting now
+	Paused       time.Duration // total time batches waited for persistence to catch up
 }
 
 // Ingest exports the ingest role's counters, read from stats at each scrape.
@@ -258,6 +259,7 @@ func (m *Metrics) Ingest(stats func() IngestStats) {
 		counter("ingest_failed_total", "Sends answered unavailable after a failed append.", func(s IngestStats) int64 { return s.Failed }),
 		counter("ingest_batches_total", "Batches appended to the message log.", func(s IngestStats) int64 { return s.Batches }),
 		gauge("ingest_queued", "Sends waiting in the ingest buffer.", func(s IngestStats) int64 { return int64(s.BufferLen) }),
+		secondsTotal("ingest_paused_seconds_total", "Time ingest batches waited for the in-process store and index to catch up (ingest.max_backlog).", func(s IngestStats) time.Duration { return s.Paused }),
 	))
 }
 
@@ -353,6 +355,10 @@ func gauge[S any](name, help string, get func(S) int64) field[S] {
 
 func seconds[S any](name, help string, get func(S) time.Duration) field[S] {
 	return field[S]{name, help, prometheus.GaugeValue, func(s S) float64 { return get(s).Seconds() }}
+}
+
+func secondsTotal[S any](name, help string, get func(S) time.Duration) field[S] {
+	return field[S]{name, help, prometheus.CounterValue, func(s S) float64 { return get(s).Seconds() }}
 }
 
 func newSnapshot[S any](stats func() S, labels prometheus.Labels, fields ...field[S]) *snapshot[S] {

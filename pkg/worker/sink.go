@@ -39,6 +39,11 @@ type Sink struct {
 
 	batches, messages, errors atomic.Int64
 	lastSize, lastDur         atomic.Int64
+	// writing is the creation time (Unix ns) of the oldest message of the
+	// batch being written, 0 between batches; failing is set while a
+	// write is being retried. Behind reads both from other goroutines.
+	writing atomic.Int64
+	failing atomic.Bool
 
 	// lowered: Run's thread has the background priority (set by Run,
 	// read by handle on the same goroutine).
@@ -74,6 +79,19 @@ func (s *Sink) Run(ctx context.Context) error {
 // Lag returns how many logged messages this sink has not written yet.
 func (s *Sink) Lag(ctx context.Context) (int64, error) { return s.log.Lag(ctx, s.group) }
 
+// Behind returns how long before now the oldest message of the batch being
+// written was sent: how far the sink is behind the log, 0 when it waits for
+// more. A sink whose writes fail reports 0, so a broken store or index never
+// holds live traffic back (see ingest.Config.MaxBacklog); its lag shows in
+// chatd_log_lag and its errors in chatd_sink_errors_total.
+func (s *Sink) Behind(now time.Time) time.Duration {
+	oldest := s.writing.Load()
+	if oldest == 0 || s.failing.Load() {
+		return 0
+	}
+	return max(0, now.Sub(time.Unix(0, oldest)))
+}
+
 // Stats returns the counters.
 func (s *Sink) Stats() Stats {
 	return Stats{
@@ -96,6 +114,11 @@ func (s *Sink) handle(ctx context.Context, msgs []chat.Message) error {
 	if s.lowered && behind(msgs, time.Now()) {
 		write = atNormalPriority(s.write)
 	}
+	if oldest := oldestSent(msgs); !oldest.IsZero() {
+		s.writing.Store(oldest.UnixNano())
+	}
+	defer s.writing.Store(0)
+	defer s.failing.Store(false)
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		err := write(ctx, msgs)
@@ -110,6 +133,7 @@ func (s *Sink) handle(ctx context.Context, msgs []chat.Message) error {
 			return nil
 		}
 		s.errors.Add(1)
+		s.failing.Store(true)
 		if ctx.Err() != nil {
 			return fmt.Errorf("write: %w", err)
 		}
@@ -136,6 +160,17 @@ func behind(msgs []chat.Message, now time.Time) bool {
 		}
 	}
 	return false
+}
+
+// oldestSent returns the earliest CreatedAt of msgs (zero if none).
+func oldestSent(msgs []chat.Message) time.Time {
+	var oldest time.Time
+	for _, m := range msgs {
+		if oldest.IsZero() || m.CreatedAt.Before(oldest) {
+			oldest = m.CreatedAt
+		}
+	}
+	return oldest
 }
 
 // atNormalPriority runs write on a fresh goroutine, which runs on the

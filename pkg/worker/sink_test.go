@@ -218,3 +218,47 @@ func TestSinkPriorityFollowsLag(t *testing.T) {
 		t.Fatalf("lagging batch %+v, want written at nice 0", b)
 	}
 }
+
+// Behind is the age of the oldest message of the batch being written: 0
+// while the sink waits for entries, and 0 while its writes fail, so a broken
+// backend never makes ingest hold live sends back.
+func TestSinkBehind(t *testing.T) {
+	l := newLog(t)
+	entered := make(chan struct{}, 1)
+	release := make(chan error)
+	write := func(ctx context.Context, _ []chat.Message) error {
+		entered <- struct{}{}
+		select {
+		case err := <-release:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s := worker.NewSink("index", "index", l, write, logger(t))
+	s.RetryMin, s.RetryMax = time.Millisecond, time.Millisecond
+	run(t, s)
+	if b := s.Behind(time.Now()); b != 0 {
+		t.Fatalf("idle sink behind %v", b)
+	}
+	msgs := chattest.LogMessages(t, 3, 1)
+	sent := time.Now().Add(-10 * time.Second)
+	msgs[1].CreatedAt = sent
+	if err := l.Append(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if b := s.Behind(time.Now()); b < 10*time.Second || b > time.Minute {
+		t.Fatalf("behind %v while writing, want the oldest message's age (10 s)", b)
+	}
+	release <- errors.New("index down")
+	<-entered // the retry
+	if b := s.Behind(time.Now()); b != 0 {
+		t.Fatalf("failing sink behind %v, want 0", b)
+	}
+	release <- nil
+	poll(t, "the batch written", func() bool { return s.Stats().Batches == 1 })
+	if b := s.Behind(time.Now()); b != 0 {
+		t.Fatalf("caught-up sink behind %v", b)
+	}
+}
