@@ -362,3 +362,57 @@ func TestSearchTotalCap(t *testing.T) {
 		})
 	}
 }
+
+// A search cursor carries the first page's count, so later pages show the
+// same total without counting again; a cursor from before it did (offset
+// and snapshot only) still pages, and a tampered count is refused.
+func TestSearchCursorCarriesTotal(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSearch(ctx, filepath.Join(t.TempDir(), "s.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	msgs := indexNeedles(t, s, 30, 1, 30, func(int) string { return "needle" })
+	upTo := int64(msgs[len(msgs)-1].ID)
+	q := chat.SearchQuery{Text: "needle", RoomIDs: roomRange(0, 1), Limit: 10}
+	first, err := s.Search(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Total != 30 || first.NextCursor != encodeCursor("s", 10, upTo, 30, 0) {
+		t.Fatalf("first page: total %d, cursor %q", first.Total, first.NextCursor)
+	}
+	for _, tc := range []struct {
+		name, cursor string
+		total        int64
+		relation     string
+	}{
+		{"carried", encodeCursor("s", 10, upTo, 30, 0), 30, chat.TotalEq},
+		// Only the count can tell these apart from the real one: it is
+		// taken from the cursor, not counted again.
+		{"carried gte", encodeCursor("s", 10, upTo, chat.MaxSearchTotal, 1), chat.MaxSearchTotal, chat.TotalGte},
+		{"older version", encodeCursor("s", 10, upTo), 30, chat.TotalEq},
+	} {
+		q.Cursor = tc.cursor
+		res, err := s.Search(ctx, q)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if res.Total != tc.total || res.TotalRelation != tc.relation || len(res.Hits) != 10 || res.Hits[0].Message.ID != msgs[19].ID {
+			t.Fatalf("%s: total %d %q, %d hits", tc.name, res.Total, res.TotalRelation, len(res.Hits))
+		}
+	}
+	for _, c := range []string{
+		encodeCursor("s", 10, upTo, 30, 2),
+		encodeCursor("s", 10, upTo, chat.MaxSearchTotal+1, 1),
+		encodeCursor("s", 10, upTo, 30),
+		encodeCursor("s", 10, upTo, 30, 0, 1),
+		encodeCursor("h", 10, upTo, 30, 0),
+	} {
+		q.Cursor = c
+		if _, err := s.Search(ctx, q); chat.ErrorCode(err) != chat.EINVALID {
+			t.Fatalf("cursor %q: %v, want invalid", c, err)
+		}
+	}
+}

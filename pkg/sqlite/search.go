@@ -53,8 +53,8 @@ type Search struct {
 	rooms map[chat.ID]int64
 	// Read statements, prepared once; the query text is a parameter.
 	// Indexed [docs filter][exact time filter].
-	// count counts matches up to chat.MaxSearchTotal+1: counting every
-	// match of a common word cost hundreds of milliseconds.
+	// count counts matches up to :cap (at most chat.MaxSearchTotal+1):
+	// counting every match of a common word cost hundreds of milliseconds.
 	count, tail [2][2]*sql.Stmt
 	insert      insertStmts
 	insertFTS   *sql.Stmt
@@ -144,7 +144,7 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 				st  **sql.Stmt
 				sql string
 			}{
-				{&s.count[i][j], `SELECT count(*) FROM (SELECT 1` + where + ` LIMIT ` + strconv.Itoa(chat.MaxSearchTotal+1) + `)`},
+				{&s.count[i][j], `SELECT count(*) FROM (SELECT 1` + where + ` LIMIT :cap)`},
 				{&s.tail[i][j], `SELECT search_fts.rowid` + where + ` ORDER BY search_fts.rowid DESC LIMIT :lim OFFSET :off`},
 			} {
 				if *p.st, err = d.r.PrepareContext(ctx, p.sql); err != nil {
@@ -376,17 +376,28 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	}
 	limit := min(q.Limit, chat.MaxPageLimit)
 	var offset, upTo int64 = 0, -1
+	// The first page's count, carried by the cursor: later pages show
+	// the same total without counting again (-1: count).
+	counted := int64(-1)
+	res := chat.SearchResult{Hits: []chat.SearchHit{}, TotalRelation: chat.TotalEq}
 	if q.Cursor != "" {
-		vals, err := decodeCursor(q.Cursor, "s", 2)
+		vals, err := decodeCursor(q.Cursor, "s", 4)
 		if err != nil {
-			return chat.SearchResult{}, err
+			// A cursor of an older version, without the count.
+			if vals, err = decodeCursor(q.Cursor, "s", 2); err != nil {
+				return chat.SearchResult{}, err
+			}
+			vals = append(vals, -1, 0)
 		}
 		offset, upTo = vals[0], vals[1]
-		if offset < 0 || offset > chat.MaxSearchTotal {
+		if offset < 0 || offset > chat.MaxSearchTotal || vals[3] > 1 || (vals[2] >= 0 && vals[2] > chat.MaxSearchTotal) {
 			return chat.SearchResult{}, chat.Errorf(chat.EINVALID, "invalid cursor")
 		}
+		counted = vals[2]
+		if vals[3] == 1 {
+			res.TotalRelation = chat.TotalGte
+		}
 	}
-	res := chat.SearchResult{Hits: []chat.SearchHit{}, TotalRelation: chat.TotalEq}
 	if len(q.RoomIDs) == 0 {
 		return res, nil
 	}
@@ -452,13 +463,22 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
 	res.Total = int64(len(window))
-	if all != nil {
+	switch {
+	case counted >= 0:
+		res.Total = counted
+	case all != nil:
 		res.Total = int64(len(all))
-	} else if len(window) == rankWindow {
-		// Only a full window leaves matches to count.
-		if err := count.QueryRowContext(ctx, args...).Scan(&res.Total); err != nil {
+	case len(window) == rankWindow:
+		// Only a full window leaves matches to count: those older than
+		// its oldest (the window is newest first until ranked), up to
+		// the cap.
+		countArgs := slices.Clone(args)
+		countArgs[2] = sql.Named("hi", window[len(window)-1])
+		var older int64
+		if err := count.QueryRowContext(ctx, append(countArgs, sql.Named("cap", chat.MaxSearchTotal+1-len(window)))...).Scan(&older); err != nil {
 			return chat.SearchResult{}, fmt.Errorf("search count: %w", err)
 		}
+		res.Total += older
 	}
 	if res.Total > chat.MaxSearchTotal {
 		// The count stopped past the cap: at least that many match.
@@ -509,7 +529,11 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	}
 	next := offset + int64(len(page))
 	if next < res.Total && next <= chat.MaxSearchTotal {
-		res.NextCursor = encodeCursor("s", next, upTo)
+		gte := int64(0)
+		if res.TotalRelation == chat.TotalGte {
+			gte = 1
+		}
+		res.NextCursor = encodeCursor("s", next, upTo, res.Total, gte)
 	}
 	return res, nil
 }
