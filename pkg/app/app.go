@@ -221,7 +221,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 			}
 		}
 		srv := ingest.NewServer(ingest.Config{Buffer: cfg.Ingest.Buffer, MaxBatch: cfg.Ingest.MaxBatch, NonceTTL: cfg.Ingest.NonceTTL,
-			MaxBacklog: cfg.Ingest.MaxBacklog}, deps, m.Log)
+			MaxBacklog: cfg.Ingest.MaxBacklog, Linger: cfg.Ingest.Linger}, deps, m.Log)
 		m.ingest = srv
 		m.addRunner("ingest", srv.Run)
 		m.metrics.Ingest(func() metrics.IngestStats { return metrics.IngestStats(srv.Stats()) })

@@ -107,6 +107,9 @@ type Ingest struct {
 	// MaxBacklog paces sends while this process's store or index is
 	// further behind the log than this; 0 turns pacing off.
 	MaxBacklog time.Duration `koanf:"max_backlog"`
+	// Linger: how long a batch waits for more sends while an earlier one
+	// is being made durable; 0 turns it off.
+	Linger time.Duration `koanf:"linger"`
 }
 
 // NATS is the fanout bus.
@@ -213,7 +216,7 @@ func Default() Config {
 		},
 		Limits:   Limits{SendRate: 10, SendBurst: 20, SendPeriod: time.Second, LoginRate: 10},
 		Sessions: Sessions{TTL: 30 * 24 * time.Hour, CacheTTL: 30 * time.Second},
-		Ingest:   Ingest{Buffer: 8192, MaxBatch: 512, Timeout: 5 * time.Second, NonceTTL: 10 * time.Minute, MaxBacklog: time.Second},
+		Ingest:   Ingest{Buffer: 8192, MaxBatch: 512, Timeout: 5 * time.Second, NonceTTL: 10 * time.Minute, MaxBacklog: time.Second, Linger: 500 * time.Microsecond},
 		NATS:     NATS{URLs: []string{}, Routes: []string{}},
 		EventLog: EventLog{Backend: "jetstream", MaxAge: 7 * 24 * time.Hour},
 		Kafka:    Kafka{Brokers: []string{}, Topic: "message", Partitions: 12, ReplicationFactor: 1},
@@ -412,6 +415,7 @@ func (c Config) Validate() error {
 		{"sessions.cache_ttl", int64(c.Sessions.CacheTTL)},
 		{"gateway.typing_interval", int64(c.Gateway.TypingInterval)},
 		{"ingest.max_backlog", int64(c.Ingest.MaxBacklog)},
+		{"ingest.linger", int64(c.Ingest.Linger)},
 	}
 	for _, p := range nonNeg {
 		if p.v < 0 {

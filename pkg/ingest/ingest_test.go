@@ -554,6 +554,45 @@ func testPacedWhileSinksLag(t *testing.T, e *env) {
 	}
 }
 
+// Under load a batch lingers for more sends: a send that comes right after
+// the previous batch began waits Linger, and what arrives meanwhile joins
+// its batch. The first send, with no batch before it, goes at once.
+func TestLingerJoinsSends(t *testing.T) {
+	for _, local := range []bool{false, true} {
+		t.Run(fmt.Sprintf("local=%v", local), func(t *testing.T) {
+			e := newEnv(t)
+			e.pipelined, e.local = true, local
+			s, _ := e.start(t, ingest.Config{Linger: time.Second})
+			c := e.client(t, time.Minute)
+			if _, err := c.Send(context.Background(), req(1, 1, "first", "n0")); err != nil {
+				t.Fatal(err)
+			}
+			if got := s.Stats().Batches; got != 1 {
+				t.Fatalf("%d batches after the first send, want 1", got)
+			}
+			const n = 5
+			errs := make(chan error, n)
+			for i := range n {
+				go func() {
+					_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", i+1)))
+					errs <- err
+				}()
+			}
+			for range n {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := s.Stats().Batches; got != 2 {
+				t.Fatalf("%d batches, want 2: the %d sends after the first in one", got, n)
+			}
+			if got := storedCount(t, e.log); got != n+1 {
+				t.Fatalf("stored %d, want %d", got, n+1)
+			}
+		})
+	}
+}
+
 // Pacing holds sends back only for a sink that is behind by an overload:
 // not beyond paceCeiling (a rebuild), not when MaxBacklog is 0.
 func TestNotPaced(t *testing.T) {
