@@ -167,9 +167,9 @@ func runServe(c *cli.Context, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// On one CPU a second P lets the kernel put acks and fanout before
-	// the store and index batches (see pkg/prio).
-	if procs := prio.EnsureProcs(os.Getenv); procs != runtime.NumCPU() {
+	// A P for each background thread lets the kernel put acks and fanout
+	// before the store and index batches (see pkg/prio).
+	if procs := prio.EnsureProcs(os.Getenv, app.BackgroundThreads(cfg)); procs != runtime.NumCPU() {
 		log.Info("GOMAXPROCS", "procs", procs, "cpus", runtime.NumCPU())
 	}
 	m := app.New(cfg, log)

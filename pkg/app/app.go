@@ -236,6 +236,23 @@ func (m *Main) Open(ctx context.Context) (err error) {
 	return m.openHTTP(ctx)
 }
 
+// BackgroundThreads is how many threads of a process with cfg may run
+// background work at lowered priority at once (see prio.EnsureProcs): the
+// store and index sinks, and one SQLite checkpoint. 0 when
+// store.background_nice is 0.
+func BackgroundThreads(cfg config.Config) int {
+	if cfg.Store.BackgroundNice <= 0 {
+		return 0
+	}
+	n := 1
+	for _, role := range []string{"store", "index"} {
+		if cfg.Has(role) {
+			n++
+		}
+	}
+	return n
+}
+
 // localOrNil passes a service to the gRPC server only if this process runs
 // it, so a process never re-exports a remote role.
 func localOrNil[T any](local bool, s T) T {

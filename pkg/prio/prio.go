@@ -7,8 +7,9 @@
 // fanout are waited on. Databases treat compaction the same way (RocksDB
 // lowers its compaction threads' priority). Go has no goroutine
 // priorities, so a background goroutine is locked to an OS thread of its
-// own and that thread gets a nice value: with a spare GOMAXPROCS slot the
-// kernel then runs live work first (see EnsureProcs).
+// own and that thread gets a nice value: with a GOMAXPROCS slot to spare
+// for each such thread the kernel then runs live work first (see
+// EnsureProcs).
 package prio
 
 import (
@@ -42,16 +43,23 @@ func Background() bool {
 	return setThreadNice(n) == nil
 }
 
-// EnsureProcs raises GOMAXPROCS to 2 when it is 1 (a single CPU, or a CPU
-// limit of one) and the GOMAXPROCS environment variable does not set it.
-// With one P, a background batch holds the only P until it blocks or Go
-// preempts it after 10 ms, however low its thread's priority; with two, the
-// kernel can switch to live work at once. It returns the value in effect.
-func EnsureProcs(env func(string) string) int {
+// EnsureProcs gives every thread that may run background work at once a P
+// of its own on top of the CPUs': unless the GOMAXPROCS environment
+// variable sets it, GOMAXPROCS becomes its default (the CPUs this process
+// may use) plus background, and at least 2. Go does not know a thread's
+// nice value: a background batch holds its P until it blocks or Go
+// preempts it after 10 ms, however low its thread's priority, so with only
+// as many Ps as CPUs the store and index batches could hold every P and
+// leave acks and fanout waiting. With the extra Ps live work always has one
+// per CPU and the kernel runs it first. It returns the value in effect.
+func EnsureProcs(env func(string) string, background int) int {
 	n := runtime.GOMAXPROCS(0)
-	if n == 1 && env("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(2)
-		n = 2
+	if env("GOMAXPROCS") != "" {
+		return n
 	}
-	return n
+	want := max(n+max(background, 0), 2)
+	if want != n {
+		runtime.GOMAXPROCS(want)
+	}
+	return want
 }

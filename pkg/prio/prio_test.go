@@ -64,10 +64,19 @@ func TestSetBackgroundNiceClamps(t *testing.T) {
 func TestEnsureProcs(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
 	noEnv := func(string) string { return "" }
-
-	runtime.GOMAXPROCS(1)
-	if n := EnsureProcs(noEnv); n != 2 || runtime.GOMAXPROCS(0) != 2 {
-		t.Fatalf("one P became %d (GOMAXPROCS %d), want 2", n, runtime.GOMAXPROCS(0))
+	for _, tc := range []struct {
+		procs, background, want int
+	}{
+		{1, 0, 2}, // one P: a second lets the kernel switch at once
+		{1, 3, 4}, // one CPU, three background threads
+		{2, 3, 5},
+		{4, 0, 4},
+		{4, -1, 4},
+	} {
+		runtime.GOMAXPROCS(tc.procs)
+		if n := EnsureProcs(noEnv, tc.background); n != tc.want || runtime.GOMAXPROCS(0) != tc.want {
+			t.Errorf("%d Ps, %d background: got %d (GOMAXPROCS %d), want %d", tc.procs, tc.background, n, runtime.GOMAXPROCS(0), tc.want)
+		}
 	}
 
 	runtime.GOMAXPROCS(1)
@@ -76,12 +85,7 @@ func TestEnsureProcs(t *testing.T) {
 			return "1"
 		}
 		return ""
-	}); n != 1 || runtime.GOMAXPROCS(0) != 1 {
+	}, 3); n != 1 || runtime.GOMAXPROCS(0) != 1 {
 		t.Fatalf("an explicit GOMAXPROCS=1 became %d", n)
-	}
-
-	runtime.GOMAXPROCS(4)
-	if n := EnsureProcs(noEnv); n != 4 {
-		t.Fatalf("four Ps became %d", n)
 	}
 }
