@@ -216,7 +216,7 @@ func Default() Config {
 		},
 		Limits:   Limits{SendRate: 10, SendBurst: 20, SendPeriod: time.Second, LoginRate: 10},
 		Sessions: Sessions{TTL: 30 * 24 * time.Hour, CacheTTL: 30 * time.Second},
-		Ingest:   Ingest{Buffer: 8192, MaxBatch: 512, Timeout: 5 * time.Second, NonceTTL: 10 * time.Minute, MaxBacklog: time.Second, Linger: 500 * time.Microsecond},
+		Ingest:   Ingest{Buffer: 8192, MaxBatch: 512, Timeout: 5 * time.Second, NonceTTL: 10 * time.Minute, MaxBacklog: 500 * time.Millisecond, Linger: 500 * time.Microsecond},
 		NATS:     NATS{URLs: []string{}, Routes: []string{}},
 		EventLog: EventLog{Backend: "jetstream", MaxAge: 7 * 24 * time.Hour},
 		Kafka:    Kafka{Brokers: []string{}, Topic: "message", Partitions: 12, ReplicationFactor: 1},
