@@ -275,6 +275,19 @@ func req(room, user int, body, nonce string) chat.SendRequest {
 	return chat.SendRequest{RoomID: chat.ID(room), UserID: chat.ID(user), Username: fmt.Sprintf("user%d", user), Body: body, Nonce: nonce}
 }
 
+// sendConcurrently sends n requests at once, with nonces n<first> on, each
+// from its own goroutine; their answers come on the returned channel.
+func sendConcurrently(c chat.Sender, first, n int) <-chan error {
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", first+i)))
+			errs <- err
+		}()
+	}
+	return errs
+}
+
 // storedCount is how many messages the log holds.
 func storedCount(tb testing.TB, l chat.Log) int64 {
 	tb.Helper()
@@ -478,13 +491,7 @@ func TestBufferFullIsUnavailable(t *testing.T) {
 	e.glog.close()
 	c := e.client(t, 60*time.Second)
 	const n = 10
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", i)))
-			errs <- err
-		}()
-	}
+	errs := sendConcurrently(c, 0, n)
 	// One request is in Append, two wait in the buffer; the rest must be
 	// refused at once, not queued.
 	busy := 0
@@ -523,13 +530,7 @@ func testPacedWhileSinksLag(t *testing.T, e *env) {
 	s, _ := e.start(t, ingest.Config{MaxBacklog: time.Second, MaxPause: time.Hour})
 	c := e.client(t, time.Minute)
 	const n = 3
-	errs := make(chan error, n)
-	for i := range n {
-		go func() {
-			_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", i)))
-			errs <- err
-		}()
-	}
+	errs := sendConcurrently(c, 0, n)
 	poll(t, "the sends to reach ingest", func() bool { return s.Stats().Received == n })
 	select {
 	case err := <-errs:
@@ -571,13 +572,7 @@ func TestLingerJoinsSends(t *testing.T) {
 				t.Fatalf("%d batches after the first send, want 1", got)
 			}
 			const n = 5
-			errs := make(chan error, n)
-			for i := range n {
-				go func() {
-					_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", i+1)))
-					errs <- err
-				}()
-			}
+			errs := sendConcurrently(c, 1, n)
 			for range n {
 				if err := <-errs; err != nil {
 					t.Fatal(err)

@@ -66,13 +66,7 @@ func TestLocalSendBusy(t *testing.T) {
 			e.glog.close()
 			c := e.client(t, 60*time.Second)
 			const n = 20
-			errs := make(chan error, n)
-			for i := range n {
-				go func() {
-					_, err := c.Send(context.Background(), req(1, 1, "b", fmt.Sprintf("n%d", i)))
-					errs <- err
-				}()
-			}
+			errs := sendConcurrently(c, 0, n)
 			busy := 0
 			poll(t, "the rest to be refused", func() bool {
 				return s.Stats().RejectedBusy+s.Stats().Received == n

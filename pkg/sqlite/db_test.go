@@ -191,6 +191,18 @@ func indexNeedles(t *testing.T, s *Search, n, rooms, size int, body func(i int) 
 	return msgs
 }
 
+// openTestSearch opens a search index in a temporary directory, closed when
+// the test ends.
+func openTestSearch(t *testing.T) *Search {
+	t.Helper()
+	s, err := OpenSearch(context.Background(), filepath.Join(t.TempDir(), "s.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // roomRange is the rooms indexNeedles numbers from to to.
 func roomRange(from, to int) []chat.ID {
 	var out []chat.ID
@@ -205,11 +217,7 @@ func roomRange(from, to int) []chat.ID {
 // in the rooms asked for, and paging must cross the ranked window.
 func TestSearchRoomShapes(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSearch(ctx, filepath.Join(t.TempDir(), "s.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestSearch(t)
 	rooms := 3 * roomsPerQuery
 	n := rankWindow + 3*rooms
 	msgs := indexNeedles(t, s, n, rooms, 500, func(i int) string {
@@ -300,11 +308,7 @@ func TestSearchRoomShapes(t *testing.T) {
 // exact. A capped result still pages to the cap.
 func TestSearchTotalCap(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSearch(ctx, filepath.Join(t.TempDir(), "s.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestSearch(t)
 	defer func(old int) { roomsPerQuery = old }(roomsPerQuery)
 	roomsPerQuery = 2
 	const rooms, n = 10, chat.MaxSearchTotal * 3 / 2
@@ -368,11 +372,7 @@ func TestSearchTotalCap(t *testing.T) {
 // and snapshot only) still pages, and a tampered count is refused.
 func TestSearchCursorCarriesTotal(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSearch(ctx, filepath.Join(t.TempDir(), "s.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestSearch(t)
 	msgs := indexNeedles(t, s, 30, 1, 30, func(int) string { return "needle" })
 	upTo := int64(msgs[len(msgs)-1].ID)
 	q := chat.SearchQuery{Text: "needle", RoomIDs: roomRange(0, 1), Limit: 10}
