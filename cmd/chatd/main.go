@@ -172,6 +172,7 @@ func runServe(c *cli.Context, stdout, stderr io.Writer) error {
 	if procs := prio.EnsureProcs(os.Getenv, app.BackgroundThreads(cfg)); procs != runtime.NumCPU() {
 		log.Info("GOMAXPROCS", "procs", procs, "cpus", runtime.NumCPU())
 	}
+	prio.EnsureGCPercent(os.Getenv)
 	m := app.New(cfg, log)
 	if err := m.Open(ctx); err != nil {
 		return err

@@ -14,6 +14,7 @@ package prio
 
 import (
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
 )
 
@@ -62,4 +63,26 @@ func EnsureProcs(env func(string) string, background int) int {
 		runtime.GOMAXPROCS(want)
 	}
 	return want
+}
+
+// GCPercent is the garbage collector's target chatd runs with unless the
+// GOGC environment variable sets one (Go's default is 100).
+const GCPercent = 200
+
+// EnsureGCPercent sets the garbage collector's target to GCPercent unless
+// the GOGC environment variable sets it; it reports whether it did.
+// A collection cycle stops every P at a safe point (to finish marking, and
+// twice for a moment to stop the world), and a P held by a background
+// thread the kernel is keeping off the CPU reaches it only when that
+// thread next runs, which holds every goroutine that allocates meanwhile.
+// Fewer cycles, fewer such stalls: at 2,000 durable sends/s on one CPU the
+// ack p99 was 9.3-11.7 ms at 100, 7.1-8.1 ms at 200 and 5.3-5.8 ms with
+// no collection at all, for 20 MB more resident memory (0.5 KB more per
+// idle socket).
+func EnsureGCPercent(env func(string) string) bool {
+	if env("GOGC") != "" {
+		return false
+	}
+	debug.SetGCPercent(GCPercent)
+	return true
 }

@@ -2,6 +2,7 @@ package prio
 
 import (
 	"runtime"
+	"runtime/debug"
 	"testing"
 )
 
@@ -87,5 +88,22 @@ func TestEnsureProcs(t *testing.T) {
 		return ""
 	}, 3); n != 1 || runtime.GOMAXPROCS(0) != 1 {
 		t.Fatalf("an explicit GOMAXPROCS=1 became %d", n)
+	}
+}
+
+func TestEnsureGCPercent(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	debug.SetGCPercent(100)
+	if !EnsureGCPercent(func(string) string { return "" }) || debug.SetGCPercent(GCPercent) != GCPercent {
+		t.Fatalf("without GOGC the target is not %d", GCPercent)
+	}
+	debug.SetGCPercent(50) // as the runtime sets it from GOGC=50
+	if EnsureGCPercent(func(k string) string {
+		if k == "GOGC" {
+			return "50"
+		}
+		return ""
+	}) || debug.SetGCPercent(50) != 50 {
+		t.Fatal("GOGC=50 was overridden")
 	}
 }
