@@ -166,7 +166,11 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 	} else {
 		s := r.Main()
 		var why []string
-		acked := float64(s.Acked) / max(s.Seconds, s.SendSeconds, 1e-9) // until the last ack
+		// Until the last ack: the send phase plus the slowest ack. (Not
+		// Seconds, which runs to the last delivery: a room frame that
+		// trails the last ack by 100 ms failed a server that had acked
+		// every send within 64 ms.)
+		acked := float64(s.Acked) / max(s.SendSeconds+s.AckLatency.Max/1000, 1e-9)
 		if s.Rate < 2000 {
 			why = append(why, fmt.Sprintf("offered only %.0f/s", s.Rate))
 		} else if acked < 0.99*s.Rate {
