@@ -42,11 +42,21 @@ func (l *Log) Replay(ctx context.Context, since time.Time, handle func([]chat.Me
 		return fmt.Errorf("replay: %w", err)
 	}
 	msgs := make([]chat.Message, 0, replayBatch)
+	// next is the stream sequence after the last entry read (0 before the
+	// first). Each fetch asks for no more entries than are left up to
+	// last: a fetch asking for more waits out its whole MaxWait, which
+	// made every replay of a short log take a second (a restart of a
+	// small server, every read of the log in the tests).
+	var next uint64
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("replay: %w", err)
 		}
-		batch, err := c.Fetch(replayBatch, jetstream.FetchMaxWait(time.Second))
+		n := 1 // the first fetch finds where the replay starts
+		if next > 0 && next <= last {
+			n = int(min(uint64(replayBatch), last-next+1))
+		}
+		batch, err := c.Fetch(n, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return fmt.Errorf("replay: fetch: %w", err)
 		}
@@ -58,6 +68,7 @@ func (l *Log) Replay(ctx context.Context, since time.Time, handle func([]chat.Me
 			if err != nil {
 				continue
 			}
+			next = md.Sequence.Stream + 1
 			if md.Sequence.Stream > last {
 				done = true
 				continue // appended after Replay began
