@@ -69,6 +69,14 @@ machine() {
 	if awk -v l="$load" -v n="$(nproc)" 'BEGIN { exit !(l > n * 0.75) }'; then
 		echo "WARNING: the machine is busy with other work; pinning does not give chatd or the load a CPU of its own, so these figures understate chatd"
 	fi
+	# The integration tier's servers (.ci/run leaves them up) took about a
+	# quarter of a CPU between them and cut persist's acked rate by a
+	# third in one session.
+	local ts
+	ts=$(pgrep -f "${CHATD_TS_DIR:-/var/tmp/chatd-testservers}" 2>/dev/null | wc -l || true)
+	if [ "${ts:-0}" -gt 0 ]; then
+		echo "WARNING: $ts test server processes (scripts/testservers) are running and share the CPUs; stop them with scripts/testservers/down.sh"
+	fi
 }
 machine | tee "$BENCH_OUT/machine-before.txt"
 
