@@ -146,12 +146,14 @@ func (s *Sink) handle(ctx context.Context, msgs []chat.Message) error {
 		backoff = 100 * time.Millisecond
 	}
 	maxBackoff := max(s.RetryMax, backoff)
-	// A sink that fell behind writes at normal priority, here.
+	// A sink that fell behind (its oldest message more than catchUpAge
+	// old) writes at normal priority, here.
+	oldest := oldestSent(msgs)
 	write := s.write
-	if s.background != nil && !behind(msgs, time.Now()) {
+	if s.background != nil && (len(msgs) == 0 || time.Since(oldest) <= catchUpAge) {
 		write = s.background
 	}
-	if oldest := oldestSent(msgs); !oldest.IsZero() {
+	if !oldest.IsZero() {
 		s.writing.Store(oldest.UnixNano())
 	}
 	defer s.writing.Store(0)
@@ -188,22 +190,15 @@ func (s *Sink) handle(ctx context.Context, msgs []chat.Message) error {
 	}
 }
 
-// behind reports whether the oldest of msgs was sent more than catchUpAge
-// before now.
-func behind(msgs []chat.Message, now time.Time) bool {
-	for _, m := range msgs {
-		if now.Sub(m.CreatedAt) > catchUpAge {
-			return true
-		}
-	}
-	return false
-}
-
-// oldestSent returns the earliest CreatedAt of msgs (zero if none).
+// oldestSent returns the earliest CreatedAt of msgs (zero if there are
+// none, or one has no time: such a message counts as old).
 func oldestSent(msgs []chat.Message) time.Time {
-	var oldest time.Time
-	for _, m := range msgs {
-		if oldest.IsZero() || m.CreatedAt.Before(oldest) {
+	if len(msgs) == 0 {
+		return time.Time{}
+	}
+	oldest := msgs[0].CreatedAt
+	for _, m := range msgs[1:] {
+		if m.CreatedAt.Before(oldest) {
 			oldest = m.CreatedAt
 		}
 	}
