@@ -323,19 +323,13 @@ func (c *conn) pushSend(req request) bool {
 	return true
 }
 
-// shed answers a send the connection will not post: unavailable, with its
-// nonce, as ingest answers when its buffer is full.
-func (c *conn) shed(req request, why string) {
-	c.g.stats.shed.Add(1)
-	c.enqueue(errFrame(chat.Errorf(chat.EUNAVAILABLE, "%s", why), req.RoomID, &req.Nonce))
-}
-
-// shedStale refuses sends that waited longer than ShedAfter, all with one
-// write: under overload they come in runs, and a write system call per
-// refusal cost more than the refusals saved.
-func (c *conn) shedStale(reqs []request) {
+// shed answers sends the connection will not post: unavailable, each with
+// its nonce, as ingest answers when its buffer is full. The answers go out
+// in one write: under overload refusals come in runs, and a write system
+// call per refusal cost more than the refusals saved.
+func (c *conn) shed(why string, reqs ...request) {
 	c.g.stats.shed.Add(int64(len(reqs)))
-	err := chat.Errorf(chat.EUNAVAILABLE, "server busy: the send waited too long to be posted; retry with the same nonce")
+	err := chat.Errorf(chat.EUNAVAILABLE, "%s", why)
 	frames := make([][]byte, len(reqs))
 	for i := range reqs {
 		frames[i] = wsText(errFrame(err, reqs[i].RoomID, &reqs[i].Nonce))
@@ -402,7 +396,7 @@ func (c *conn) work() {
 		c.opsCond.Signal()
 		c.opsMu.Unlock()
 		if stale != nil {
-			c.shedStale(stale)
+			c.shed("server busy: the send waited too long to be posted; retry with the same nonce", stale...)
 			continue
 		}
 		switch req.Type {
@@ -456,7 +450,7 @@ func (c *conn) readOne() bool {
 		if !c.pushSend(req) && !c.dead.Load() {
 			// Refused at once, not stored: the client retries with the
 			// same nonce once its earlier sends are answered.
-			c.shed(req, "server busy: too many sends waiting on this connection; retry with the same nonce")
+			c.shed("server busy: too many sends waiting on this connection; retry with the same nonce", req)
 		}
 		return !c.dead.Load()
 	}
