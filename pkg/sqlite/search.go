@@ -390,7 +390,7 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 			vals = append(vals, -1, 0)
 		}
 		offset, upTo = vals[0], vals[1]
-		if offset < 0 || offset > chat.MaxSearchTotal || vals[3] > 1 || (vals[2] >= 0 && vals[2] > chat.MaxSearchTotal) {
+		if offset < 0 || offset > chat.MaxSearchTotal || vals[3] > 1 || vals[2] > chat.MaxSearchTotal {
 			return chat.SearchResult{}, chat.Errorf(chat.EINVALID, "invalid cursor")
 		}
 		counted = vals[2]
