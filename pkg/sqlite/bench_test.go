@@ -274,7 +274,7 @@ func searchDB(b *testing.B, n int) string {
 		ctx := context.Background()
 		for _, q := range []string{
 			`INSERT INTO rooms (room_id) SELECT DISTINCT room_id FROM messages ORDER BY room_id`,
-			`INSERT INTO docs (id, room_id, user_id) SELECT id, room_id, user_id FROM messages`,
+			`INSERT INTO docs (id, room_id) SELECT id, room_id FROM messages ORDER BY id`,
 		} {
 			if _, err := db.ExecContext(ctx, q); err != nil {
 				b.Fatal(err)

@@ -132,7 +132,7 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 	}
 	d.stmts = append(d.stmts, s.insertFTS)
 	if s.insertDocs, err = d.prepareInserts(ctx, func(n int) string {
-		return "INSERT INTO docs (id, room_id, user_id) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?,?),", n), ",")
+		return "INSERT INTO docs (id, room_id) VALUES " + strings.TrimSuffix(strings.Repeat("(?,?),", n), ",")
 	}); err != nil {
 		d.close()
 		return nil, fmt.Errorf("open search: %w", err)
@@ -219,9 +219,9 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 	}
 	left := fresh
 	for _, n := range chunks(len(fresh)) {
-		args := make([]any, 0, 3*n)
+		args := make([]any, 0, 2*n)
 		for _, m := range left[:n] {
-			args = append(args, int64(m.ID), int64(m.RoomID), int64(m.UserID))
+			args = append(args, int64(m.ID), int64(m.RoomID))
 		}
 		if _, err := s.insertDocs.in(ctx, tx, n).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("index messages: %w", err)
