@@ -7,6 +7,7 @@ package elastic
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -59,8 +60,11 @@ type Config struct {
 	Shards   int
 	Replicas int
 	// Transport is the HTTP transport; nil: a clone of
-	// http.DefaultTransport.
+	// http.DefaultTransport, with TLS.
 	Transport http.RoundTripper
+	// TLS, if set, is the TLS configuration of https:// addresses (a
+	// private CA, a client certificate) when Transport is nil.
+	TLS *tls.Config
 }
 
 func (c *Config) setDefaults() error {
@@ -116,7 +120,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Index, error) {
 	}
 	rt := cfg.Transport
 	if rt == nil {
-		rt = http.DefaultTransport.(*http.Transport).Clone()
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.TLS != nil {
+			t.TLSClientConfig = cfg.TLS.Clone()
+		}
+		rt = t
 	}
 	if cfg.Flavor == FlavorOpenSearch {
 		rt = openSearchTransport{rt}

@@ -11,6 +11,7 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // Config configures the Kafka log.
@@ -47,6 +51,27 @@ type Config struct {
 	// and 10s.
 	RetryBackoff    time.Duration
 	MaxRetryBackoff time.Duration
+	// TLS, if set, dials the brokers over TLS.
+	TLS *tls.Config
+	// SASL, if set, authenticates every connection (after TLS, if any).
+	SASL sasl.Mechanism
+}
+
+// connOpts are the client options every client of the log shares: where
+// the brokers are and how to reach them.
+func (c *Config) connOpts(log *slog.Logger) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.WithLogger(kgoLogger{log}),
+	}
+	if c.TLS != nil {
+		opts = append(opts, kgo.DialTLSConfig(c.TLS.Clone()))
+	}
+	if c.SASL != nil {
+		opts = append(opts, kgo.SASL(c.SASL))
+	}
+	return opts
 }
 
 func (c *Config) setDefaults() error {
@@ -104,16 +129,13 @@ func NewLog(ctx context.Context, cfg Config, log *slog.Logger) (*Log, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("topic", cfg.Topic)
-	prod, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ClientID(cfg.ClientID),
-		kgo.WithLogger(kgoLogger{log}),
+	prod, err := kgo.NewClient(append(cfg.connOpts(log),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		// acks=all with the default idempotent producer: a message the
 		// client was acked for is on every in-sync replica, and producer
 		// retries cannot duplicate or reorder it.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka client: %w", err)
 	}
@@ -222,10 +244,7 @@ func (l *Log) Consume(ctx context.Context, group string, handle func(context.Con
 		clear(pending)
 		mu.Unlock()
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(l.cfg.Brokers...),
-		kgo.ClientID(l.cfg.ClientID),
-		kgo.WithLogger(kgoLogger{log}),
+	cl, err := kgo.NewClient(append(l.cfg.connOpts(log),
 		kgo.ConsumerGroup(group),
 		// A member that dies (kill -9, lost host) holds its partitions
 		// until its session times out; franz-go's 45 s default stalled a
@@ -248,7 +267,7 @@ func (l *Log) Consume(ctx context.Context, group string, handle func(context.Con
 			clear(pending)
 			mu.Unlock()
 		}),
-	)
+	)...)
 	if err != nil {
 		return fmt.Errorf("kafka consumer client: %w", err)
 	}
@@ -377,4 +396,20 @@ func (l *Log) Lag(ctx context.Context, group string) (int64, error) {
 		}
 	})
 	return lag, nil
+}
+
+// Mechanism returns the SASL mechanism named as in kafka.sasl.mechanism:
+// plain, scram-sha-256 or scram-sha-512; nil for "".
+func Mechanism(name, user, pass string) (sasl.Mechanism, error) {
+	switch name {
+	case "":
+		return nil, nil
+	case "plain":
+		return plain.Auth{User: user, Pass: pass}.AsMechanism(), nil
+	case "scram-sha-256":
+		return scram.Auth{User: user, Pass: pass}.AsSha256Mechanism(), nil
+	case "scram-sha-512":
+		return scram.Auth{User: user, Pass: pass}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("unknown SASL mechanism %q (want plain, scram-sha-256 or scram-sha-512)", name)
 }

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,5 +84,75 @@ func TestFakeRetryBackoffCapped(t *testing.T) {
 	lag, err := l.Lag(ctx, "g")
 	if err != nil || lag != 3 {
 		t.Fatalf("Lag after only failures = %d, %v; want 3 (nothing committed)", lag, err)
+	}
+}
+
+// TestFakeTLSAndSASL runs the log against a cluster that takes only TLS
+// connections authenticated by SASL, for each mechanism chatd offers.
+func TestFakeTLSAndSASL(t *testing.T) {
+	certs := chattest.NewCerts(t)
+	for _, mech := range []string{"plain", "scram-sha-256", "scram-sha-512"} {
+		t.Run(mech, func(t *testing.T) {
+			t.Parallel()
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.TLS(certs.ServerTLS), kfake.EnableSASL(),
+				kfake.Superuser(strings.ToUpper(mech), "chatd", "s3cret"))
+			if err != nil {
+				t.Fatalf("kfake: %v", err)
+			}
+			t.Cleanup(c.Close)
+			good, err := Mechanism(mech, "chatd", "s3cret")
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := openLog(t, c.ListenAddrs(), Config{Partitions: 1, TLS: certs.ClientTLS, SASL: good})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			msgs := chattest.LogMessages(t, 5, 1)
+			if err := l.Append(ctx, msgs); err != nil {
+				t.Fatalf("append over TLS with SASL: %v", err)
+			}
+			got := make(chan []chat.Message, 1)
+			cctx, ccancel := context.WithCancel(ctx)
+			defer ccancel()
+			go func() {
+				_ = l.Consume(cctx, "g", func(_ context.Context, b []chat.Message) error {
+					got <- b
+					ccancel()
+					return nil
+				})
+			}()
+			select {
+			case b := <-got:
+				if len(b) == 0 || b[0].ID != msgs[0].ID {
+					t.Fatalf("consumed %v, want the appended messages from %v", b, msgs[0].ID)
+				}
+			case <-ctx.Done():
+				t.Fatal("nothing consumed over TLS with SASL")
+			}
+
+			// A wrong password, no TLS or no SASL gets an error, not a
+			// log (franz-go retries until the context ends).
+			wrong, _ := Mechanism(mech, "chatd", "wrong")
+			var wg sync.WaitGroup
+			for name, cfg := range map[string]Config{
+				"wrong password": {TLS: certs.ClientTLS, SASL: wrong},
+				"no tls":         {SASL: good},
+				"no sasl":        {TLS: certs.ClientTLS},
+			} {
+				wg.Go(func() {
+					cfg.Brokers, cfg.Topic = c.ListenAddrs(), "refused"
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					defer cancel()
+					if l, err := NewLog(ctx, cfg, testLogger(t)); err == nil {
+						l.Close()
+						t.Errorf("%s: NewLog succeeded", name)
+					}
+				})
+			}
+			wg.Wait()
+		})
+	}
+	if _, err := Mechanism("gssapi", "u", "p"); err == nil {
+		t.Error("an unknown mechanism was accepted")
 	}
 }

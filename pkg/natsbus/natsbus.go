@@ -5,12 +5,14 @@ package natsbus
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -174,6 +176,12 @@ type ConnectConfig struct {
 	Embedded *Embedded
 	// Name identifies the connection in server monitoring.
 	Name string
+	// External servers only. TLS, if set, is required of every server
+	// (a tls:// URL alone uses the system's roots); CredsFile is a user
+	// credentials file (JWT and NKey). A user and password or a token go
+	// in the URLs.
+	TLS       *tls.Config
+	CredsFile string
 }
 
 // Connect opens a NATS connection. To an external cluster it reconnects
@@ -216,6 +224,17 @@ func Connect(ctx context.Context, cfg ConnectConfig, log *slog.Logger) (*nats.Co
 		// Starting before the cluster is up is normal in a deployment
 		// (containers start in any order): keep trying.
 		opts = append(opts, nats.RetryOnFailedConnect(true))
+		if cfg.TLS != nil {
+			opts = append(opts, nats.Secure(cfg.TLS.Clone()))
+		}
+		if cfg.CredsFile != "" {
+			// Read at every (re)connect; a missing file is a mistake to
+			// report now rather than retry forever.
+			if _, err := os.Stat(cfg.CredsFile); err != nil {
+				return nil, fmt.Errorf("in nats.creds_file: %w", err)
+			}
+			opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+		}
 	default:
 		return nil, chat.Errorf(chat.EINVALID, "in nats.urls: no NATS URL and no embedded server")
 	}
@@ -229,7 +248,13 @@ func Connect(ctx context.Context, cfg ConnectConfig, log *slog.Logger) (*nats.Co
 		for !nc.IsConnected() {
 			select {
 			case <-ctx.Done():
+				// Say why the attempts failed (a refused certificate or
+				// password), not only that time ran out.
+				last := nc.LastError()
 				nc.Close()
+				if last != nil {
+					return nil, fmt.Errorf("connect nats: %w (last attempt: %v)", ctx.Err(), last)
+				}
 				return nil, fmt.Errorf("connect nats: %w", ctx.Err())
 			case <-time.After(50 * time.Millisecond):
 			}

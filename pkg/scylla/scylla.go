@@ -6,6 +6,7 @@ package scylla
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -45,6 +46,9 @@ type Config struct {
 	// Username and Password enable PasswordAuthenticator when set.
 	Username string
 	Password string
+	// TLS, if set, encrypts the connections to the nodes and verifies
+	// each node's certificate against its host name (or TLS.ServerName).
+	TLS *tls.Config
 }
 
 var keyspaceRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,47}$`)
@@ -135,6 +139,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Store, error) {
 	cluster.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
 	if cfg.Username != "" {
 		cluster.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
+	}
+	if cfg.TLS != nil {
+		// gocql skips verification unless told otherwise.
+		cluster.SslOpts = &gocql.SslOptions{Config: cfg.TLS.Clone(), EnableHostVerification: true}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
