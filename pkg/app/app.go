@@ -6,6 +6,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -227,7 +228,11 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.metrics.Ingest(func() metrics.IngestStats { return metrics.IngestStats(srv.Stats()) })
 	}
 	if cfg.GRPC.Addr != "" {
-		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))
+		st, err := cfg.GRPC.TLS.Server()
+		if err != nil {
+			return fmt.Errorf("in grpc.tls: %w", err)
+		}
+		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr, TLS: st}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))
 		m.addRunner("grpc", srv.Run)
 	}
 	if err := m.openDebug(); err != nil {
@@ -265,7 +270,11 @@ func localOrNil[T any](local bool, s T) T {
 
 func (m *Main) openBus(ctx context.Context) error {
 	cfg := m.Config
-	cc := natsbus.ConnectConfig{URLs: cfg.NATS.URLs, Name: "chatd"}
+	cc := natsbus.ConnectConfig{URLs: cfg.NATS.URLs, Name: "chatd", CredsFile: cfg.NATS.CredsFile}
+	var err error
+	if cc.TLS, err = clientTLS("nats.tls", cfg.NATS.TLS); err != nil {
+		return err
+	}
 	if len(cfg.NATS.URLs) == 0 {
 		e, err := natsbus.StartEmbedded(natsbus.EmbeddedConfig{
 			StoreDir:      filepath.Join(cfg.DataDir, "nats"),
@@ -362,7 +371,11 @@ func (m *Main) dial(ctx context.Context, key, addr string) (*rpc.Client, error) 
 	if addr == "" {
 		return nil, fmt.Errorf("in %s: must be set: the role is not run by this process (roles = %s)", key, strings.Join(m.Config.Roles, ","))
 	}
-	cl, err := rpc.Dial(ctx, addr, rpc.ClientConfig{}, m.Log.With("component", "grpc-client", "peer", addr))
+	ct, err := clientTLS("grpc.tls", m.Config.GRPC.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := rpc.Dial(ctx, addr, rpc.ClientConfig{TLS: ct}, m.Log.With("component", "grpc-client", "peer", addr))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", key, err)
 	}
@@ -374,7 +387,11 @@ func (m *Main) openLog(ctx context.Context) (chat.Log, error) {
 	cfg := m.Config
 	switch cfg.EventLog.Backend {
 	case "kafka":
-		l, err := kafka.NewLog(ctx, kafka.Config{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions, ReplicationFactor: cfg.Kafka.ReplicationFactor}, m.Log.With("component", "kafka"))
+		kc, err := kafkaConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		l, err := kafka.NewLog(ctx, kc, m.Log.With("component", "kafka"))
 		if err != nil {
 			return nil, fmt.Errorf("open kafka log: %w", err)
 		}
@@ -431,7 +448,11 @@ func (m *Main) openStore(ctx context.Context) (chat.MessageStore, error) {
 	cfg := m.Config
 	switch cfg.Store.Backend {
 	case "scylla":
-		s, err := scylla.Open(ctx, scyllaConfig(cfg), m.Log.With("component", "scylla"))
+		sc, err := scyllaConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		s, err := scylla.Open(ctx, sc, m.Log.With("component", "scylla"))
 		if err != nil {
 			return nil, fmt.Errorf("open scylla: %w", err)
 		}
@@ -454,7 +475,11 @@ func (m *Main) openIndex(ctx context.Context) (chat.SearchIndex, error) {
 	cfg := m.Config
 	switch cfg.Search.Backend {
 	case "elasticsearch":
-		ix, err := elastic.Open(ctx, elasticConfig(cfg), m.Log.With("component", "elasticsearch"))
+		ec, err := elasticConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		ix, err := elastic.Open(ctx, ec, m.Log.With("component", "elasticsearch"))
 		if err != nil {
 			return nil, fmt.Errorf("open elasticsearch: %w", err)
 		}
@@ -472,15 +497,47 @@ func (m *Main) openIndex(ctx context.Context) (chat.SearchIndex, error) {
 	}
 }
 
-func scyllaConfig(cfg config.Config) scylla.Config {
-	s := cfg.Scylla
-	return scylla.Config{Hosts: s.Hosts, Keyspace: s.Keyspace, Replication: s.Replication, Consistency: s.Consistency, BucketSpan: s.BucketSpan}
+// clientTLS is the TLS configuration for dialling of t, the settings at
+// key; nil when off.
+func clientTLS(key string, t config.TLS) (*tls.Config, error) {
+	c, err := t.Client()
+	if err != nil {
+		return nil, fmt.Errorf("in %s: %w", key, err)
+	}
+	return c, nil
 }
 
-func elasticConfig(cfg config.Config) elastic.Config {
+func kafkaConfig(cfg config.Config) (kafka.Config, error) {
+	k := cfg.Kafka
+	mech, err := kafka.Mechanism(k.SASL.Mechanism, k.SASL.Username, k.SASL.Password)
+	if err != nil {
+		return kafka.Config{}, fmt.Errorf("in kafka.sasl.mechanism: %w", err)
+	}
+	t, err := clientTLS("kafka.tls", k.TLS)
+	if err != nil {
+		return kafka.Config{}, err
+	}
+	return kafka.Config{Brokers: k.Brokers, Topic: k.Topic, Partitions: k.Partitions, ReplicationFactor: k.ReplicationFactor, TLS: t, SASL: mech}, nil
+}
+
+func scyllaConfig(cfg config.Config) (scylla.Config, error) {
+	s := cfg.Scylla
+	t, err := clientTLS("scylla.tls", s.TLS)
+	if err != nil {
+		return scylla.Config{}, err
+	}
+	return scylla.Config{Hosts: s.Hosts, Keyspace: s.Keyspace, Replication: s.Replication, Consistency: s.Consistency, BucketSpan: s.BucketSpan,
+		Username: s.Username, Password: s.Password, TLS: t}, nil
+}
+
+func elasticConfig(cfg config.Config) (elastic.Config, error) {
 	e := cfg.Elasticsearch
+	t, err := clientTLS("elasticsearch.tls", e.TLS)
+	if err != nil {
+		return elastic.Config{}, err
+	}
 	return elastic.Config{Addresses: e.Addresses, Username: e.Username, Password: e.Password, Index: e.Index, Flavor: e.Flavor,
-		BulkMaxDocs: e.BulkMaxDocs, BulkMaxBytes: e.BulkMaxBytes, FlushInterval: e.FlushInterval}
+		BulkMaxDocs: e.BulkMaxDocs, BulkMaxBytes: e.BulkMaxBytes, FlushInterval: e.FlushInterval, TLS: t}, nil
 }
 
 // originHosts turns configured origins (https://chat.example.com) into the

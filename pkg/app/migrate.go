@@ -40,7 +40,11 @@ func Migrate(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	switch cfg.Store.Backend {
 	case "scylla":
-		s, err := scylla.Open(ctx, scyllaConfig(cfg), log)
+		sc, err := scyllaConfig(cfg)
+		if err != nil {
+			return err
+		}
+		s, err := scylla.Open(ctx, sc, log)
 		if err != nil {
 			return fmt.Errorf("open scylla: %w", err)
 		}
@@ -57,7 +61,11 @@ func Migrate(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	switch cfg.Search.Backend {
 	case "elasticsearch":
-		ix, err := elastic.Open(ctx, elasticConfig(cfg), log)
+		ec, err := elasticConfig(cfg)
+		if err != nil {
+			return err
+		}
+		ix, err := elastic.Open(ctx, ec, log)
 		if err != nil {
 			return fmt.Errorf("open elasticsearch: %w", err)
 		}

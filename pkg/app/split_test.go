@@ -1,11 +1,27 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"maps"
 	"net"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/chatd/chatd/pkg/app"
 	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/chattest"
+	"github.com/chatd/chatd/pkg/config"
+	"github.com/chatd/chatd/pkg/rpc/chatdv1"
 )
 
 func freePort(t *testing.T) int {
@@ -62,4 +78,79 @@ func TestSendToIngestInAnotherProcess(t *testing.T) {
 		c.do("GET", path+"?limit=10", nil).decode(t, &page)
 		return len(page.Messages) == 2 && page.Messages[0].ID == first.ID && page.Messages[1].ID == ack.Message.ID
 	})
+}
+
+// Roles in other processes are reached over gRPC with mutual TLS: the
+// gateway process dials the user, room and query roles presenting its
+// certificate, and a caller without one signed by grpc.tls.ca_file is
+// refused before any role sees its request.
+func TestRolesOverMutualTLS(t *testing.T) {
+	certs := chattest.NewCerts(t)
+	tlsSets := map[string]string{"grpc.tls.enabled": "true", "grpc.tls.ca_file": certs.CA,
+		"grpc.tls.cert_file": certs.Cert, "grpc.tls.key_file": certs.Key}
+	natsPort, grpcPort := freePort(t), freePort(t)
+	grpcAddr := fmt.Sprintf("127.0.0.1:%d", grpcPort)
+	backSets := map[string]string{"roles": "user,room,query,ingest,store,index",
+		"nats.listen": fmt.Sprintf("127.0.0.1:%d", natsPort), "grpc.addr": grpcAddr}
+	maps.Copy(backSets, tlsSets)
+	startServer(t, "", backSets)
+	frontSets := map[string]string{"roles": "gateway", "nats.urls": fmt.Sprintf("nats://127.0.0.1:%d", natsPort),
+		"grpc.user_addr": grpcAddr, "grpc.room_addr": grpcAddr, "grpc.query_addr": grpcAddr}
+	maps.Copy(frontSets, tlsSets)
+	front := startServer(t, "", frontSets)
+
+	c := front.newUser(t, "mtls")
+	room := c.createRoom("over mutual TLS", false)
+	var sent chat.Message
+	eventually(t, "a send through the other process's roles", func() bool {
+		r := c.do("POST", "/api/v1/rooms/"+room.ID.String()+"/messages", map[string]string{"body": "hello over mtls", "nonce": "m1"})
+		if r.status == 503 {
+			return false
+		}
+		if r.status != 201 {
+			t.Fatalf("post: %d %s", r.status, r.body)
+		}
+		r.decode(t, &sent)
+		return true
+	})
+	eventually(t, "the message read back through the query role", func() bool {
+		var page struct{ Messages []chat.Message }
+		c.do("GET", "/api/v1/rooms/"+room.ID.String()+"/messages?limit=10", nil).decode(t, &page)
+		return len(page.Messages) == 1 && page.Messages[0].ID == sent.ID
+	})
+
+	// Callers the server must refuse: no client certificate, one signed
+	// by another CA, and plaintext.
+	for name, creds := range map[string]credentials.TransportCredentials{
+		"no client certificate": credentials.NewTLS(certs.ClientTLS),
+		"untrusted client":      credentials.NewTLS(certs.ClientOtherTLS),
+		"plaintext":             insecure.NewCredentials(),
+	} {
+		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = conn.Invoke(ctx, "/chatd.v1.UserService/GetUserByName", &chatdv1.GetUserByNameRequest{Username: []byte("x")}, &chatdv1.User{})
+		cancel()
+		conn.Close()
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("%s: %v, want the connection refused (Unavailable)", name, err)
+		}
+	}
+
+	// A grpc.tls that cannot be loaded stops start-up, naming the key.
+	bad := maps.Clone(backSets)
+	bad["grpc.tls.ca_file"] = filepath.Join(t.TempDir(), "missing.pem")
+	bad["data_dir"], bad["http.addr"], bad["nats.listen"], bad["grpc.addr"] = t.TempDir(), "127.0.0.1:0", "", fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg, err := config.Load("", nil, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := app.New(cfg, slog.New(slog.DiscardHandler))
+	err = m.Open(context.Background())
+	m.Close()
+	if err == nil || !strings.Contains(err.Error(), "grpc.tls") {
+		t.Fatalf("Open with a missing grpc.tls.ca_file: %v", err)
+	}
 }

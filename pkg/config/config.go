@@ -120,6 +120,10 @@ type NATS struct {
 	ClusterName   string   `koanf:"cluster_name"`   // set to cluster embedded servers of several nodes
 	ClusterListen string   `koanf:"cluster_listen"` // route listener, host:port
 	Routes        []string `koanf:"routes"`         // nats-route://host:port of the other nodes
+	// External servers only: a user credentials file (JWT and NKey, as
+	// nsc writes it); a user and password or a token go in the URLs.
+	CredsFile string `koanf:"creds_file"`
+	TLS       TLS    `koanf:"tls"`
 }
 
 // EventLog is the durable message log.
@@ -134,6 +138,15 @@ type Kafka struct {
 	Topic             string   `koanf:"topic"`
 	Partitions        int      `koanf:"partitions"`
 	ReplicationFactor int      `koanf:"replication_factor"`
+	TLS               TLS      `koanf:"tls"`
+	SASL              SASL     `koanf:"sasl"`
+}
+
+// SASL authenticates to Kafka.
+type SASL struct {
+	Mechanism string `koanf:"mechanism"` // "" (none), plain, scram-sha-256 or scram-sha-512
+	Username  string `koanf:"username"`
+	Password  string `koanf:"password"`
 }
 
 // Database holds users, sessions, rooms and members.
@@ -158,6 +171,9 @@ type Scylla struct {
 	Replication string        `koanf:"replication"`
 	Consistency string        `koanf:"consistency"`
 	BucketSpan  time.Duration `koanf:"bucket_span"`
+	Username    string        `koanf:"username"` // PasswordAuthenticator when set
+	Password    string        `koanf:"password"`
+	TLS         TLS           `koanf:"tls"`
 }
 
 // Search is the history and search index.
@@ -175,6 +191,7 @@ type Elasticsearch struct {
 	BulkMaxDocs   int           `koanf:"bulk_max_docs"`
 	BulkMaxBytes  int           `koanf:"bulk_max_bytes"`
 	FlushInterval time.Duration `koanf:"flush_interval"`
+	TLS           TLS           `koanf:"tls"` // for https:// addresses
 }
 
 // Redis is the session cache, rate limits, nonces and recent window.
@@ -190,6 +207,10 @@ type GRPC struct {
 	UserAddr  string `koanf:"user_addr"`  // where the user role is, when not in this process
 	RoomAddr  string `koanf:"room_addr"`  // where the room role is
 	QueryAddr string `koanf:"query_addr"` // where the query role is
+	// TLS between roles: this process serves addr with cert_file and, with
+	// ca_file, accepts only clients whose certificate ca_file signed; it
+	// dials the other roles verifying them by ca_file, presenting cert_file.
+	TLS TLS `koanf:"tls"`
 }
 
 // Default returns the built-in defaults.
@@ -483,6 +504,38 @@ func (c Config) Validate() error {
 	}
 	if c.NATS.ClusterName != "" && c.NATS.ClusterListen == "" {
 		return bad("nats.cluster_listen", "must be set when nats.cluster_name is")
+	}
+	for _, t := range []struct {
+		key string
+		tls TLS
+	}{
+		{"nats.tls", c.NATS.TLS}, {"kafka.tls", c.Kafka.TLS}, {"scylla.tls", c.Scylla.TLS},
+		{"elasticsearch.tls", c.Elasticsearch.TLS}, {"grpc.tls", c.GRPC.TLS},
+	} {
+		if err := t.tls.validate(t.key); err != nil {
+			return err
+		}
+	}
+	if c.GRPC.TLS.Enabled && c.GRPC.Addr != "" && c.GRPC.TLS.CertFile == "" {
+		return bad("grpc.tls.cert_file", "must be set to serve grpc.addr over TLS")
+	}
+	switch c.Kafka.SASL.Mechanism {
+	case "":
+		if c.Kafka.SASL.Username != "" || c.Kafka.SASL.Password != "" {
+			return bad("kafka.sasl.mechanism", "must be set when kafka.sasl.username or password is")
+		}
+	case "plain", "scram-sha-256", "scram-sha-512":
+		if c.Kafka.SASL.Username == "" {
+			return bad("kafka.sasl.username", "must be set with kafka.sasl.mechanism")
+		}
+	default:
+		return bad("kafka.sasl.mechanism", "must be plain, scram-sha-256, scram-sha-512 or empty")
+	}
+	if c.Scylla.Password != "" && c.Scylla.Username == "" {
+		return bad("scylla.username", "must be set when scylla.password is")
+	}
+	if c.NATS.CredsFile != "" && len(c.NATS.URLs) == 0 {
+		return bad("nats.creds_file", "is for external servers (nats.urls)")
 	}
 	return nil
 }

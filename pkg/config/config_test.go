@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd"
+	"github.com/chatd/chatd/pkg/chattest"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -85,6 +87,15 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"nice too high", "[store]\nbackground_nice = 20\n", nil, nil, "store.background_nice"},
 		{"nice negative", "", nil, map[string]string{"store.background_nice": "-5"}, "store.background_nice"},
 		{"shed_after zero", "[gateway]\nshed_after = \"0s\"\n", nil, nil, "gateway.shed_after"},
+		{"tls files while off", "[kafka.tls]\nca_file = \"/ca.pem\"\n", nil, nil, "kafka.tls"},
+		{"tls cert without key", "", nil, map[string]string{"scylla.tls.enabled": "true", "scylla.tls.cert_file": "/c.pem"}, "scylla.tls"},
+		{"grpc tls serving without cert", "", nil, map[string]string{"grpc.addr": ":9090", "grpc.tls.enabled": "true"}, "grpc.tls.cert_file"},
+		{"unknown sasl", "[kafka.sasl]\nmechanism = \"gssapi\"\nusername = \"u\"\n", nil, nil, "kafka.sasl.mechanism"},
+		{"sasl without user", "", []string{"CHATD_KAFKA_SASL_MECHANISM=scram-sha-512"}, nil, "kafka.sasl.username"},
+		{"sasl user without mechanism", "", nil, map[string]string{"kafka.sasl.password": "p"}, "kafka.sasl.mechanism"},
+		{"scylla password alone", "", nil, map[string]string{"scylla.password": "p"}, "scylla.username"},
+		{"creds for embedded nats", "", nil, map[string]string{"nats.creds_file": "/u.creds"}, "nats.creds_file"},
+		{"tls enabled not a bool", "", nil, map[string]string{"nats.tls.enabled": "maybe"}, "enabled"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -99,5 +110,53 @@ func TestErrorsNameTheKey(t *testing.T) {
 func TestMissingFile(t *testing.T) {
 	if _, err := Load(filepath.Join(t.TempDir(), "none.toml"), nil, nil); err == nil {
 		t.Fatal("missing config file accepted")
+	}
+}
+
+func TestTLSFiles(t *testing.T) {
+	certs := chattest.NewCerts(t)
+	off, err := TLS{}.Client()
+	if off != nil || err != nil {
+		t.Fatalf("TLS off: %v %v, want nil", off, err)
+	}
+	c, err := TLS{Enabled: true, CAFile: certs.CA, CertFile: certs.Cert, KeyFile: certs.Key, ServerName: "chat.internal"}.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RootCAs == nil || c.ClientCAs != nil || len(c.Certificates) != 1 || c.ServerName != "chat.internal" || c.MinVersion < tls.VersionTLS12 {
+		t.Fatalf("client config %+v", c)
+	}
+	if c, err := (TLS{Enabled: true}).Client(); err != nil || c.RootCAs != nil {
+		t.Fatalf("no ca_file should mean the system roots: %+v %v", c, err)
+	}
+	s, err := TLS{Enabled: true, CAFile: certs.CA, CertFile: certs.Cert, KeyFile: certs.Key}.Server()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ClientAuth != tls.RequireAndVerifyClientCert || s.ClientCAs == nil || len(s.Certificates) != 1 {
+		t.Fatalf("server config with ca_file must require client certificates: %+v", s)
+	}
+	s, err = TLS{Enabled: true, CertFile: certs.Cert, KeyFile: certs.Key}.Server()
+	if err != nil || s.ClientAuth != tls.NoClientCert {
+		t.Fatalf("server config without ca_file: %+v %v", s, err)
+	}
+
+	notPEM := filepath.Join(t.TempDir(), "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, bad := range map[string]TLS{
+		"missing ca":         {Enabled: true, CAFile: filepath.Join(t.TempDir(), "none.pem")},
+		"ca not pem":         {Enabled: true, CAFile: notPEM},
+		"key of another":     {Enabled: true, CertFile: certs.Cert, KeyFile: certs.OtherKey},
+		"missing cert":       {Enabled: true, CertFile: notPEM + ".x", KeyFile: certs.Key},
+		"server without key": {Enabled: true, CAFile: certs.CA},
+	} {
+		if _, err := bad.Client(); err == nil && name != "server without key" {
+			t.Errorf("%s: Client accepted it", name)
+		}
+		if _, err := bad.Server(); err == nil {
+			t.Errorf("%s: Server accepted it", name)
+		}
 	}
 }
