@@ -66,9 +66,11 @@ type Main struct {
 	checks  []check        // readiness
 
 	listener net.Listener
-	server   *http.Server
-	started  time.Time
-	metrics  *metrics.Metrics
+	// metricsListener serves http.metrics_addr, if set.
+	metricsListener net.Listener
+	server          *http.Server
+	started         time.Time
+	metrics         *metrics.Metrics
 
 	closeOnce sync.Once
 }
@@ -123,6 +125,14 @@ func (m *Main) Addr() string {
 		return ""
 	}
 	return m.listener.Addr().String()
+}
+
+// MetricsAddr is the address http.metrics_addr listens on, "" if unset.
+func (m *Main) MetricsAddr() string {
+	if m.metricsListener == nil {
+		return ""
+	}
+	return m.metricsListener.Addr().String()
 }
 
 // Open builds every configured role and binds the listeners. On error,
@@ -236,6 +246,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		m.addRunner("grpc", srv.Run)
 	}
 	if err := m.openDebug(); err != nil {
+		return err
+	}
+	if err := m.openMetrics(); err != nil {
 		return err
 	}
 	return m.openHTTP(ctx)
@@ -556,12 +569,13 @@ func originHosts(origins []string) []string {
 func (m *Main) openHTTP(ctx context.Context) error {
 	cfg := m.Config
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
-	})
-	mux.HandleFunc("GET /readyz", m.serveReady)
-	mux.Handle("GET /metrics", m.metrics.Handler())
+	if cfg.HTTP.MetricsAddr == "" {
+		m.handleProbes(mux)
+	} else {
+		// /metrics is on its own listener (openMetrics); load balancers
+		// still probe the public one.
+		m.handleHealth(mux)
+	}
 	if cfg.Has("gateway") {
 		auth := user.NewAuthCache(m.users, m.nc, cfg.Sessions.CacheTTL, m.Log.With("component", "auth"))
 		m.addRunner("auth-cache", auth.Run)
@@ -608,6 +622,21 @@ func (m *Main) openHTTP(ctx context.Context) error {
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	return nil
+}
+
+// handleHealth adds /healthz and /readyz to mux.
+func (m *Main) handleHealth(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", m.serveReady)
+}
+
+// handleProbes adds /healthz, /readyz and /metrics to mux.
+func (m *Main) handleProbes(mux *http.ServeMux) {
+	m.handleHealth(mux)
+	mux.Handle("GET /metrics", m.metrics.Handler())
 }
 
 func (m *Main) serveReady(w http.ResponseWriter, r *http.Request) {

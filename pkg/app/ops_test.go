@@ -118,3 +118,31 @@ func TestPprofOptIn(t *testing.T) {
 		t.Fatal("pprof answers on the public listener")
 	}
 }
+
+// With http.metrics_addr set, /metrics is served there (with the health
+// probes) and no longer on the public listener, which keeps its probes.
+func TestMetricsOnTheirOwnListener(t *testing.T) {
+	s := startServer(t, "", map[string]string{"http.metrics_addr": "127.0.0.1:0"})
+	priv := "http://" + s.m.MetricsAddr()
+	if priv == "http://" {
+		t.Fatal("no metrics listener")
+	}
+	if r := do(t, "GET", priv+"/metrics", "", nil); r.status != 200 || metricValue(string(r.body), "go_goroutines") < 0 {
+		t.Fatalf("metrics on http.metrics_addr: %d", r.status)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		for _, base := range []string{priv, s.base} {
+			if r := do(t, "GET", base+p, "", nil); r.status != 200 {
+				t.Errorf("%s%s: %d", base, p, r.status)
+			}
+		}
+	}
+	// The public listener serves the web UI for unknown paths; /metrics
+	// must not be the Prometheus text there.
+	if r := do(t, "GET", s.base+"/metrics", "", nil); strings.Contains(string(r.body), "go_goroutines") {
+		t.Fatal("/metrics still served on the public listener")
+	}
+	if r := do(t, "GET", priv+"/api/v1/rooms", "", nil); r.status != 404 {
+		t.Errorf("the API on the metrics listener: %d, want 404", r.status)
+	}
+}

@@ -70,6 +70,9 @@ type HTTP struct {
 	MaxBodyBytes    int64         `koanf:"max_body_bytes"`
 	SecureCookies   bool          `koanf:"secure_cookies"`
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// MetricsAddr serves /metrics (and /healthz, /readyz) on a listener of
+	// its own and takes /metrics off addr; empty: /metrics on addr.
+	MetricsAddr string `koanf:"metrics_addr"`
 }
 
 // Gateway is the WebSocket gateway.
@@ -390,6 +393,11 @@ func (c Config) Validate() error {
 	}
 	if !slices.Contains([]string{"auto", "text", "json"}, c.Log.Format) {
 		return bad("log.format", "must be auto, text or json")
+	}
+	if c.HTTP.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.MetricsAddr); err != nil {
+			return bad("http.metrics_addr", "must be host:port or empty: %v", err)
+		}
 	}
 	if c.Debug.PprofAddr != "" {
 		if _, _, err := net.SplitHostPort(c.Debug.PprofAddr); err != nil {
