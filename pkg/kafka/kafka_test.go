@@ -3,6 +3,8 @@ package kafka
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"log/slog"
 	"os"
@@ -88,4 +90,43 @@ func TestRecordsKeyedByRoom(t *testing.T) {
 func TestUndecodableRecordsSkipped(t *testing.T) {
 	l := openLog(t, testBrokers(t), Config{Partitions: 1})
 	testUndecodableSkipped(t, l)
+}
+
+// TestSASLOverTLS runs against the real broker's SASL_SSL listener
+// (scripts/testservers/kafka.sh: user chatd, a private CA): every
+// mechanism chatd offers authenticates, a wrong password does not.
+func TestSASLOverTLS(t *testing.T) {
+	brokers, ca := os.Getenv("CHATD_TEST_KAFKA_SASL_BROKERS"), os.Getenv("CHATD_TEST_KAFKA_TLS_CA")
+	if brokers == "" || ca == "" {
+		t.Skip("CHATD_TEST_KAFKA_SASL_BROKERS and CHATD_TEST_KAFKA_TLS_CA not set")
+	}
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", ca)
+	}
+	tlsCfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	user, pass := os.Getenv("CHATD_TEST_KAFKA_SASL_USER"), os.Getenv("CHATD_TEST_KAFKA_SASL_PASSWORD")
+	if user == "" {
+		user, pass = "chatd", "chatd-secret"
+	}
+	for _, mech := range []string{"plain", "scram-sha-256", "scram-sha-512"} {
+		t.Run(mech, func(t *testing.T) {
+			m, err := Mechanism(mech, user, pass)
+			if err != nil {
+				t.Fatal(err)
+			}
+			appendAndConsume(t, openLog(t, strings.Split(brokers, ","), Config{Partitions: 1, TLS: tlsCfg, SASL: m}))
+			wrong, _ := Mechanism(mech, user, "wrong")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if l, err := NewLog(ctx, Config{Brokers: strings.Split(brokers, ","), Topic: randomName("chatd-refused-"), TLS: tlsCfg, SASL: wrong}, testLogger(t)); err == nil {
+				l.Close()
+				t.Fatal("a wrong password was accepted")
+			}
+		})
+	}
 }

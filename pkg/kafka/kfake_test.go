@@ -104,31 +104,7 @@ func TestFakeTLSAndSASL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l := openLog(t, c.ListenAddrs(), Config{Partitions: 1, TLS: certs.ClientTLS, SASL: good})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			msgs := chattest.LogMessages(t, 5, 1)
-			if err := l.Append(ctx, msgs); err != nil {
-				t.Fatalf("append over TLS with SASL: %v", err)
-			}
-			got := make(chan []chat.Message, 1)
-			cctx, ccancel := context.WithCancel(ctx)
-			defer ccancel()
-			go func() {
-				_ = l.Consume(cctx, "g", func(_ context.Context, b []chat.Message) error {
-					got <- b
-					ccancel()
-					return nil
-				})
-			}()
-			select {
-			case b := <-got:
-				if len(b) == 0 || b[0].ID != msgs[0].ID {
-					t.Fatalf("consumed %v, want the appended messages from %v", b, msgs[0].ID)
-				}
-			case <-ctx.Done():
-				t.Fatal("nothing consumed over TLS with SASL")
-			}
+			appendAndConsume(t, openLog(t, c.ListenAddrs(), Config{Partitions: 1, TLS: certs.ClientTLS, SASL: good}))
 
 			// A wrong password, no TLS or no SASL gets an error, not a
 			// log (franz-go retries until the context ends).
@@ -154,5 +130,38 @@ func TestFakeTLSAndSASL(t *testing.T) {
 	}
 	if _, err := Mechanism("gssapi", "u", "p"); err == nil {
 		t.Error("an unknown mechanism was accepted")
+	}
+}
+
+// appendAndConsume appends a few messages to l and checks a consumer group
+// gets them back.
+func appendAndConsume(t *testing.T, l *Log) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs := chattest.LogMessages(t, 5, 1)
+	if err := l.Append(ctx, msgs); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	got := make(chan []chat.Message, 1)
+	cctx, ccancel := context.WithCancel(ctx)
+	defer ccancel()
+	go func() {
+		_ = l.Consume(cctx, "g", func(_ context.Context, b []chat.Message) error {
+			select {
+			case got <- b:
+			default:
+			}
+			ccancel()
+			return nil
+		})
+	}()
+	select {
+	case b := <-got:
+		if len(b) == 0 || b[0].ID != msgs[0].ID {
+			t.Fatalf("consumed %v, want the appended messages from %v", b, msgs[0].ID)
+		}
+	case <-ctx.Done():
+		t.Fatal("nothing consumed")
 	}
 }

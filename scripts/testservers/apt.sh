@@ -3,7 +3,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-PKGS=(postgresql redis-server nats-server chromium maven default-jre-headless curl)
+PKGS=(postgresql redis-server nats-server chromium maven default-jre-headless curl openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   # maven / java may come from elsewhere (preinstalled image): accept the binary.

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Apache Kafka 4.x (KRaft, combined broker+controller) on 127.0.0.1:9092,
-# controller on 127.0.0.1:9093. Jars come from Maven Central (maven/kafka/pom.xml).
+# controller on 127.0.0.1:9093, and a SASL_SSL listener on 127.0.0.1:9094
+# (PLAIN and SCRAM-SHA-256/512, user chatd / chatd-secret, certificate of a
+# private CA in $CHATD_TS_DIR/kafka/tls/ca.pem). Jars come from Maven
+# Central (maven/kafka/pom.xml).
 # Data is kept across stop/start.   usage: kafka.sh start|stop|status
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 KAFKA_PORT=9092
 KAFKA_CONTROLLER_PORT=9093
+KAFKA_SASL_PORT=9094
+SASL_USER=chatd
+SASL_PASS=chatd-secret
 DIR="$CHATD_TS_DIR/kafka"
 CONF="$DIR/server.properties"
 LOG4J="$DIR/log4j2.properties"
@@ -15,18 +21,46 @@ PIDFILE="$TS_RUN_DIR/kafka.pid"
 LOG="$TS_LOG_DIR/kafka.log"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 
+# write_tls makes, once, a private CA and the broker's certificate for
+# 127.0.0.1 and localhost: tls/ca.pem for clients, tls/broker.pem (PKCS#8
+# key and certificate) for Kafka's PEM keystore.
+write_tls() {
+  local t="$DIR/tls"
+  if [ -s "$t/broker.pem" ] && [ -s "$t/ca.pem" ]; then return 0; fi
+  mkdir -p "$t"
+  (
+    cd "$t"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=chatd test Kafka CA" -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+      -keyout broker.key -out broker.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile broker.ext -out broker.crt 2>/dev/null
+    openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
+    cat broker.pk8 broker.crt >broker.pem.tmp && mv -f broker.pem.tmp broker.pem
+  ) || die "kafka: making the TLS certificates failed"
+}
+
 write_config() {
   mkdir -p "$DIR/data"
+  write_tls
   cat >"$CONF" <<PROPS
 # written by scripts/testservers/kafka.sh
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASS";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$DIR/tls/broker.pem
 log.dirs=$DIR/data
 num.partitions=1
 default.replication.factor=1
@@ -86,10 +120,21 @@ format_once() {
 
 ready() { kafka_topics --list >/dev/null 2>&1; }
 
+# ensure_scram gives the SASL user its SCRAM credentials (idempotent; PLAIN
+# users are in the JAAS line above).
+ensure_scram() {
+  local m # one mechanism per request: the broker refuses two for a user at once
+  for m in SCRAM-SHA-256 SCRAM-SHA-512; do
+    kjava "$TOOLS_LOG4J" org.apache.kafka.tools.ConfigCommand --bootstrap-server "127.0.0.1:$KAFKA_PORT" \
+      --alter --entity-type users --entity-name "$SASL_USER" \
+      --add-config "$m=[password=$SASL_PASS]" >>"$LOG" 2>&1 || return 1
+  done
+}
+
 start() {
   if pid_alive "$PIDFILE" && port_open "$KAFKA_PORT"; then log "kafka already running"; return 0; fi
-  if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
-    die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is taken by another process"
+  if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT" || port_open "$KAFKA_SASL_PORT"; then
+    die "port $KAFKA_PORT, $KAFKA_CONTROLLER_PORT or $KAFKA_SASL_PORT is taken by another process"
   fi
   maven_fetch kafka
   write_config
@@ -104,7 +149,9 @@ start() {
 wait_ready() {
   wait_for_port "$KAFKA_PORT" "$START_TIMEOUT" "$LOG" "$PIDFILE"
   wait_until 60 "$LOG" "$PIDFILE" ready
-  log "kafka ready on 127.0.0.1:$KAFKA_PORT"
+  wait_until 60 "$LOG" "$PIDFILE" ensure_scram
+  wait_for_port "$KAFKA_SASL_PORT" 10 "$LOG" "$PIDFILE"
+  log "kafka ready on 127.0.0.1:$KAFKA_PORT (SASL_SSL on $KAFKA_SASL_PORT)"
 }
 
 stop() {
