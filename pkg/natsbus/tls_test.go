@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
 
 	"github.com/chatd/chatd/pkg/chattest"
 )
@@ -77,5 +80,85 @@ func TestTLSAndPassword(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "none.creds")
 	if err := try(good, ConnectConfig{TLS: certs.ClientTLS, CredsFile: missing}); err == nil || !strings.Contains(err.Error(), "nats.creds_file") {
 		t.Errorf("missing creds file: %v", err)
+	}
+}
+
+// TestCredsFile connects with a user credentials file (JWT and NKey seed)
+// to a server in operator mode, as NGS or a decentralised-auth cluster
+// runs, and checks a user of another operator is refused.
+func TestCredsFile(t *testing.T) {
+	operator := func() (nkeys.KeyPair, *jwt.OperatorClaims) {
+		okp, err := nkeys.CreateOperator()
+		if err != nil {
+			t.Fatal(err)
+		}
+		opk, _ := okp.PublicKey()
+		oc := jwt.NewOperatorClaims(opk)
+		oc.Name = "test"
+		if _, err := oc.Encode(okp); err != nil {
+			t.Fatal(err)
+		}
+		return okp, oc
+	}
+	// credsOf writes the credentials of a new user of a new account
+	// signed by okp, and returns the account's public key and JWT.
+	credsOf := func(okp nkeys.KeyPair) (path, apk, ajwt string) {
+		akp, _ := nkeys.CreateAccount()
+		apk, _ = akp.PublicKey()
+		ajwt, err := jwt.NewAccountClaims(apk).Encode(okp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ukp, _ := nkeys.CreateUser()
+		upk, _ := ukp.PublicKey()
+		ujwt, err := jwt.NewUserClaims(upk).Encode(akp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := ukp.Seed()
+		creds, err := jwt.FormatUserConfig(ujwt, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path = filepath.Join(t.TempDir(), "user.creds")
+		if err := os.WriteFile(path, creds, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path, apk, ajwt
+	}
+	okp, oc := operator()
+	creds, apk, ajwt := credsOf(okp)
+	resolver := &server.MemAccResolver{}
+	if err := resolver.Store(apk, ajwt); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(s.Shutdown)
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	url := fmt.Sprintf("nats://127.0.0.1:%d", s.Addr().(*net.TCPAddr).Port)
+	connect := func(creds string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		nc, err := Connect(ctx, ConnectConfig{URLs: []string{url}, Name: "t", CredsFile: creds}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		return nc.Flush()
+	}
+	if err := connect(creds); err != nil {
+		t.Fatalf("with the account's user credentials: %v", err)
+	}
+	otherOp, _ := operator()
+	stranger, _, _ := credsOf(otherOp)
+	if err := connect(stranger); err == nil {
+		t.Fatal("a user of another operator connected")
 	}
 }
