@@ -574,6 +574,66 @@ test('a dropped connection rejoins with since; a truncated replay reloads the ro
   await page.context().close();
 }));
 
+test('day headings separate the messages of different days', () => withServer(async (server) => {
+  const u = await server.newUser('diarist');
+  const room = await server.api('POST', '/rooms', { name: 'diary' }, u.token);
+  for (const b of ['d1', 'd2', 'd3', 'd4', 'd5']) await server.api('POST', `/rooms/${room.id}/messages`, { body: b }, u.token);
+  // Every message is from today; the page sees d1 as three days old and
+  // d2, d3 as yesterday's, in REST pages and WebSocket frames alike.
+  const day = 86400000;
+  const age = { d1: 3 * day, d2: day, d3: day };
+  const redate = (m) => { if (m && age[m.body]) m.created_at = new Date(Date.parse(m.created_at) - age[m.body]).toISOString(); };
+  const setup = async (context) => {
+    await context.route(/\/api\/v1\/rooms\/\d+\/messages/, async (route) => {
+      if (route.request().method() !== 'GET') return route.continue();
+      const resp = await route.fetch();
+      const data = await resp.json();
+      (data.messages || []).forEach(redate);
+      await route.fulfill({ response: resp, json: data });
+    });
+    await context.routeWebSocket(/\/api\/v1\/ws/, (ws) => {
+      const srv = ws.connectToServer();
+      ws.onMessage((m) => srv.send(m));
+      srv.onMessage((m) => {
+        let f;
+        try { f = JSON.parse(m); } catch { ws.send(m); return; }
+        (f.messages || []).forEach(redate);
+        redate(f.message);
+        ws.send(JSON.stringify(f));
+      });
+    });
+  };
+  const page = await newPage(browser, server, { setup });
+  await loginUI(page, 'diarist');
+  await openRoomUI(page, 'diary');
+  await waitForBody(page, 'd5');
+  const rows = () => page.$$eval('#message-list > li', (els) => els.map((e) => (e.classList.contains('day') ? `# ${e.textContent}` : e.querySelector('.body')?.textContent)));
+  let got = await rows();
+  assert.equal(got.length, 8, `rows: ${JSON.stringify(got)}`);
+  assert.match(got[0], /^# .*\d/, 'the oldest day is headed by its date');
+  assert.notEqual(got[0], '# Today');
+  assert.deepEqual(got.slice(1), ['d1', '# Yesterday', 'd2', 'd3', '# Today', 'd4', 'd5']);
+  // Headings are not messages: the message selectors still see five, and
+  // a message after a heading keeps its author line.
+  assert.equal((await shownIds(page)).length, 5);
+  assert.equal(await page.locator('#message-list .msg.cont', { hasText: 'd2' }).count(), 0);
+  assert.equal(await page.locator('#message-list .msg.cont', { hasText: 'd5' }).count(), 1);
+
+  // A new message of today joins today's group; a reload rebuilds the same.
+  await sendUI(page, 'd6');
+  await waitForBody(page, 'd6');
+  got = await rows();
+  assert.deepEqual(got.slice(-4), ['# Today', 'd4', 'd5', 'd6']);
+  assert.equal(got.filter((r) => r === '# Today').length, 1);
+  await page.reload();
+  await openRoomUI(page, 'diary');
+  await waitForBody(page, 'd6');
+  assert.deepEqual((await rows()).slice(1), ['d1', '# Yesterday', 'd2', 'd3', '# Today', 'd4', 'd5', 'd6']);
+  await shot(page, 'day-headings');
+  noErrors(page);
+  await page.context().close();
+}));
+
 test('message bodies are text: no HTML injection, safe links', () => withServer(async (server) => {
   const alice = await newPage(browser, server);
   const bob = await newPage(browser, server);

@@ -100,3 +100,30 @@ test('linkify: http(s) only, trailing punctuation, no HTML', async () => {
     assert.equal(l[3], '_blank');
   }
 });
+
+test('text: day keys and day headings', async () => {
+  const r = await page.evaluate(async () => {
+    const { dayKey, dayLabel } = await import('/js/text.js');
+    const now = new Date(2026, 10, 27, 0, 5); // 27 Nov 2026, 00:05 local
+    const at = (y, mo, d, h = 12) => new Date(y, mo, d, h).toISOString();
+    return {
+      sameDay: dayKey(at(2026, 10, 27, 0)) === dayKey(at(2026, 10, 27, 23)),
+      otherDay: dayKey(at(2026, 10, 27, 0)) !== dayKey(at(2026, 10, 26, 23)),
+      today: dayLabel(at(2026, 10, 27, 0), now),
+      yesterday: dayLabel(at(2026, 10, 26, 23), now),
+      // across a month and a year boundary
+      yesterdayJan: dayLabel(at(2025, 11, 31), new Date(2026, 0, 1, 9)),
+      thisYear: dayLabel(at(2026, 10, 20), now),
+      lastYear: dayLabel(at(2025, 10, 20), now),
+      bad: [dayKey('not a date'), dayLabel('not a date', now)],
+    };
+  });
+  assert.ok(r.sameDay && r.otherDay);
+  assert.equal(r.today, 'Today');
+  assert.equal(r.yesterday, 'Yesterday');
+  assert.equal(r.yesterdayJan, 'Yesterday');
+  assert.match(r.thisYear, /20/);
+  assert.doesNotMatch(r.thisYear, /2026/, 'this year\'s dates leave the year out');
+  assert.match(r.lastYear, /2025/);
+  assert.deepEqual(r.bad, ['', '']);
+});

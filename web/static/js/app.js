@@ -5,7 +5,7 @@
 import { api, auth, ApiError, q } from './api.js';
 import { ChatSocket } from './socket.js';
 import { cmpId, maxId, nextId, SortedIds } from './ids.js';
-import { linkify, safeHighlight, formatTime, fullTime, el } from './text.js';
+import { linkify, safeHighlight, formatTime, fullTime, dayKey, dayLabel, el } from './text.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -496,12 +496,37 @@ function insertEl(m, afterId) {
 
 // A message right after one by the same author (within five minutes) drops
 // its visible header, as chat apps do; the header stays for screen readers.
+// The first message of a day has the day's heading before it.
 function regroup(e) {
-  const prev = e.previousElementSibling;
-  const a = prev && prev.dataset.id && state.rs.get(state.current)?.messages.get(prev.dataset.id);
-  const b = state.rs.get(state.current)?.messages.get(e.dataset.id);
-  const cont = !!(a && b && a.user_id === b.user_id && Date.parse(b.created_at) - Date.parse(a.created_at) < 300000);
+  let prev = e.previousElementSibling;
+  while (prev && prev.classList.contains('day')) prev = prev.previousElementSibling;
+  const msgs = state.rs.get(state.current)?.messages;
+  const a = prev && prev.dataset.id && msgs?.get(prev.dataset.id);
+  const b = msgs?.get(e.dataset.id);
+  const newDay = !!b && (!a || dayKey(a.created_at) !== dayKey(b.created_at));
+  const cont = !!(a && b && !newDay && a.user_id === b.user_id && Date.parse(b.created_at) - Date.parse(a.created_at) < 300000);
   e.classList.toggle('cont', cont);
+  placeDay(e, newDay ? dayLabel(b.created_at) : '');
+}
+
+// placeDay keeps e's day heading (label) right before e, or removes it
+// when label is empty. A message inserted between a heading and the
+// message it belongs to moves the heading when that one is regrouped.
+function placeDay(e, label) {
+  let sep = e._day;
+  if (!label) {
+    sep?.remove();
+    e._day = null;
+    return;
+  }
+  if (!sep) {
+    sep = el('li', { class: 'day', role: 'separator', 'aria-label': label }, el('span', {}, label));
+    e._day = sep;
+  } else if (sep.textContent !== label) {
+    sep.firstChild.textContent = label;
+    sep.setAttribute('aria-label', label);
+  }
+  if (e.previousElementSibling !== sep) e.before(sep);
 }
 
 function pendingEl(p) {
@@ -646,6 +671,7 @@ async function loadOlder(id) {
 function firstVisibleBody(sc) {
   const top = sc.getBoundingClientRect().top;
   for (const e of $('message-list').children) {
+    if (!e.dataset.id) continue; // a day heading or the gap
     if (e.getBoundingClientRect().bottom > top) return e.querySelector('.body');
   }
   return null;

@@ -93,6 +93,28 @@ export function fullTime(iso) {
   return Number.isNaN(d.getTime()) ? '' : dateTimeFmt.format(d);
 }
 
+// dayKey names the local calendar day of a timestamp ('' if invalid): two
+// messages are on the same day when their keys are equal.
+export function dayKey(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? '' : `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long' });
+const dayYearFmt = new Intl.DateTimeFormat(undefined, { weekday: 'long', day: 'numeric', month: 'long', year: 'numeric' });
+
+// dayLabel is the heading of a day in the message list: Today, Yesterday,
+// or the date (with the year when it is not this year's).
+export function dayLabel(iso, now = new Date()) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '';
+  const key = dayKey(iso);
+  if (key === dayKey(now)) return 'Today';
+  const y = new Date(now.getFullYear(), now.getMonth(), now.getDate() - 1);
+  if (key === dayKey(y)) return 'Yesterday';
+  return (d.getFullYear() === now.getFullYear() ? dayFmt : dayYearFmt).format(d);
+}
+
 // el builds an element: el('button', {class: 'x', onclick: f}, 'text', child).
 export function el(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
