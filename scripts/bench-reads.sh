@@ -18,6 +18,9 @@
 # reuse them until the schema changes. Server CPU pinning is up to the
 # caller, e.g. `taskset -c 0 scripts/bench-reads.sh`.
 #
+# The benchmarks run the garbage collector as chatd serve does (GOGC=200
+# unless GOGC is set in the environment; see asServed in bench_test.go).
+#
 # Output: one row per case with p50 and p99 in microseconds and, for
 # searches, the number of matches; then msgs/s per write batch with -w.
 # The raw `go test -bench` output is kept in $OUT (default
