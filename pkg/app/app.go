@@ -242,6 +242,9 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("in grpc.tls: %w", err)
 		}
+		if st == nil && !loopback(cfg.GRPC.Addr) {
+			m.Log.Warn("grpc.addr serves the user, room and query roles without TLS or authentication: anyone who reaches it can act as any user; keep it on a private network or set [grpc.tls]", "addr", cfg.GRPC.Addr)
+		}
 		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr, TLS: st}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))
 		m.addRunner("grpc", srv.Run)
 	}
@@ -508,6 +511,20 @@ func (m *Main) openIndex(ctx context.Context) (chat.SearchIndex, error) {
 		m.onClose(s.Close)
 		return s, nil
 	}
+}
+
+// loopback reports whether addr (host:port) listens on a loopback address
+// only; ":9090" and "0.0.0.0:9090" listen on every interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // clientTLS is the TLS configuration for dialling of t, the settings at

@@ -154,3 +154,30 @@ func TestRolesOverMutualTLS(t *testing.T) {
 		t.Fatalf("Open with a missing grpc.tls.ca_file: %v", err)
 	}
 }
+
+// A gRPC port open beyond loopback without TLS is warned about at start-up.
+func TestPlaintextGRPCWarned(t *testing.T) {
+	for _, c := range []struct {
+		addr string
+		warn bool
+	}{
+		{fmt.Sprintf("127.0.0.1:%d", freePort(t)), false},
+		{fmt.Sprintf("0.0.0.0:%d", freePort(t)), true},
+		{fmt.Sprintf(":%d", freePort(t)), true},
+	} {
+		var logs strings.Builder
+		cfg, err := config.Load("", nil, map[string]string{"data_dir": t.TempDir(), "http.addr": "127.0.0.1:0",
+			"roles": "user,room,query", "grpc.addr": c.addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := app.New(cfg, slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})))
+		if err := m.Open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		m.Close()
+		if got := strings.Contains(logs.String(), "without TLS or authentication"); got != c.warn {
+			t.Errorf("grpc.addr %s: warned %v, want %v (log: %s)", c.addr, got, c.warn, logs.String())
+		}
+	}
+}
