@@ -22,6 +22,7 @@ func Command() *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "url", Value: "http://127.0.0.1:8080", Usage: "server to load (loopback only unless --allow-remote)"},
 		&cli.BoolFlag{Name: "allow-remote", Usage: "allow a non-loopback --url"},
+		&cli.StringFlag{Name: "metrics-url", Usage: "where the server's Prometheus metrics are, when http.metrics_addr moved them off --url (default: --url + /metrics)"},
 		&cli.BoolFlag{Name: "bar", Usage: "the exact shape of this scenario's bar in issue 6 for every size not given (idle: 1, fanout: 2, durable: 3, persist: 4)"},
 		&cli.IntFlag{Name: "conns", Usage: "connections (durable: senders); default per scenario"},
 		&cli.IntFlag{Name: "rooms", Usage: "rooms the connections are spread over; default per scenario"},
@@ -200,7 +201,7 @@ func outWriter(c *cli.Context) io.Writer {
 
 func runCLI(c *cli.Context, scenario string) error {
 	o := Options{
-		Scenario: scenario, URL: c.String("url"), AllowRemote: c.Bool("allow-remote"), Bar: c.Bool("bar"),
+		Scenario: scenario, URL: c.String("url"), MetricsURL: c.String("metrics-url"), AllowRemote: c.Bool("allow-remote"), Bar: c.Bool("bar"),
 		Conns: c.Int("conns"), Rooms: c.Int("rooms"), RoomSize: c.Int("room-size"), Duration: c.Duration("duration"),
 		Rate: c.Float64("rate"), RateFactor: c.Float64("rate-factor"), Steps: c.Int("steps"),
 		MaxP99: c.Duration("max-p99"), MaxLoss: c.Float64("max-loss"), BodySize: c.Int("body-size"),

@@ -372,7 +372,11 @@ func parseProm(r io.Reader) ([]promSample, error) {
 
 // metrics scrapes /metrics.
 func (a *api) metrics(ctx context.Context) ([]promSample, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", a.base+"/metrics", nil)
+	u := a.metricsURL
+	if u == "" {
+		u = a.base + "/metrics"
+	}
+	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
 		return nil, err
 	}

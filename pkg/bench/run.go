@@ -30,7 +30,10 @@ type Options struct {
 	Scenario    string
 	URL         string
 	AllowRemote bool
-	Bar         bool // take the shape of the scenario's bar in issue 6 for every size not given
+	// MetricsURL is the server's /metrics, when http.metrics_addr put it
+	// on a listener of its own; empty: URL + "/metrics".
+	MetricsURL string
+	Bar        bool // take the shape of the scenario's bar in issue 6 for every size not given
 
 	Conns        int           // connections (durable: senders)
 	Rooms        int           // rooms (chat: derived from RoomSize)
@@ -278,6 +281,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	base := strings.TrimSuffix(u.String(), "/")
 	a := newAPI(base)
+	if o.MetricsURL != "" {
+		mu, err := checkTarget(o.MetricsURL, o.AllowRemote)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-url: %w", err)
+		}
+		a.metricsURL = mu.String()
+	}
 	res := &Result{Scenario: o.Scenario, URL: base, Conns: o.Conns, Rooms: o.Rooms, BodySize: o.BodySize, LastGood: -1, Started: time.Now().UTC()}
 	t0 := time.Now()
 	say := func(format string, args ...any) {

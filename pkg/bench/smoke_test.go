@@ -5,7 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,5 +157,44 @@ func TestRefusesRemote(t *testing.T) {
 	_, err := bench.Run(context.Background(), bench.Options{Scenario: "idle", URL: "http://192.0.2.1:8080"})
 	if err == nil {
 		t.Fatal("non-loopback target accepted")
+	}
+}
+
+// With the server's metrics on a listener of their own (http.metrics_addr),
+// persist finds the store and index lag through --metrics-url; without it
+// the public URL has no lag to read, and the run says so.
+func TestMetricsURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a server")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := ln.Addr().String()
+	ln.Close()
+	base := startChatd(t, map[string]string{"http.metrics_addr": maddr})
+	run := func(metricsURL string, lagWait time.Duration) *bench.Persist {
+		res, err := bench.Run(context.Background(), bench.Options{
+			Scenario: "persist", URL: base, MetricsURL: metricsURL, Conns: 4, Duration: time.Second, Rate: 20,
+			LagWait: lagWait, Sample: 100 * time.Millisecond, PID: os.Getpid(), Workers: 1, InProcess: true, Progress: progress(t),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Persist == nil {
+			t.Fatal("no persist result")
+		}
+		return res.Persist
+	}
+	if p := run("http://"+maddr+"/metrics", 20*time.Second); p.NoLagMetric || p.Samples == 0 || !p.CaughtUp {
+		t.Errorf("with --metrics-url: %+v", p)
+	}
+	// Without lag to read it waits out --lag-wait.
+	if p := run("", time.Second); !p.NoLagMetric {
+		t.Errorf("without --metrics-url the public listener served the lag: %+v", p)
+	}
+	if _, err := bench.Run(context.Background(), bench.Options{Scenario: "persist", URL: base, MetricsURL: "http://192.0.2.1:9100/metrics"}); err == nil || !strings.Contains(err.Error(), "--metrics-url") {
+		t.Errorf("a remote --metrics-url without --allow-remote: %v", err)
 	}
 }

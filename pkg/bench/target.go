@@ -78,8 +78,9 @@ const rateLimitHint = "\n  the server rate-limits sends (and logins) per user: r
 
 // api is a minimal REST client.
 type api struct {
-	base string
-	hc   *http.Client
+	base       string
+	metricsURL string // "": base + "/metrics"
+	hc         *http.Client
 }
 
 func newAPI(base string) *api {
