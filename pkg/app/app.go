@@ -242,8 +242,12 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		if err != nil {
 			return fmt.Errorf("in grpc.tls: %w", err)
 		}
-		if st == nil && !loopback(cfg.GRPC.Addr) {
+		switch {
+		case loopback(cfg.GRPC.Addr):
+		case st == nil:
 			m.Log.Warn("grpc.addr serves the user, room and query roles without TLS or authentication: anyone who reaches it can act as any user; keep it on a private network or set [grpc.tls]", "addr", cfg.GRPC.Addr)
+		case st.ClientAuth != tls.RequireAndVerifyClientCert:
+			m.Log.Warn("grpc.addr accepts clients without a certificate: anyone who reaches it can act as any user; set grpc.tls.ca_file to require one", "addr", cfg.GRPC.Addr)
 		}
 		srv := rpc.NewServer(rpc.ServerConfig{Addr: cfg.GRPC.Addr, TLS: st}, localOrNil(cfg.Has("user"), m.users), localOrNil(cfg.Has("room"), m.rooms), localOrNil(cfg.Has("query"), m.query), m.Log.With("component", "grpc"))
 		m.addRunner("grpc", srv.Run)

@@ -155,19 +155,28 @@ func TestRolesOverMutualTLS(t *testing.T) {
 	}
 }
 
-// A gRPC port open beyond loopback without TLS is warned about at start-up.
+// A gRPC port open beyond loopback without TLS, or with TLS that takes
+// clients without a certificate, is warned about at start-up.
 func TestPlaintextGRPCWarned(t *testing.T) {
+	certs := chattest.NewCerts(t)
+	serverOnly := map[string]string{"grpc.tls.enabled": "true", "grpc.tls.cert_file": certs.Cert, "grpc.tls.key_file": certs.Key}
+	mutual := maps.Clone(serverOnly)
+	mutual["grpc.tls.ca_file"] = certs.CA
 	for _, c := range []struct {
 		addr string
-		warn bool
+		tls  map[string]string
+		warn string
 	}{
-		{fmt.Sprintf("127.0.0.1:%d", freePort(t)), false},
-		{fmt.Sprintf("0.0.0.0:%d", freePort(t)), true},
-		{fmt.Sprintf(":%d", freePort(t)), true},
+		{fmt.Sprintf("127.0.0.1:%d", freePort(t)), nil, ""},
+		{fmt.Sprintf("0.0.0.0:%d", freePort(t)), nil, "without TLS or authentication"},
+		{fmt.Sprintf(":%d", freePort(t)), nil, "without TLS or authentication"},
+		{fmt.Sprintf(":%d", freePort(t)), serverOnly, "without a certificate"},
+		{fmt.Sprintf(":%d", freePort(t)), mutual, ""},
 	} {
 		var logs strings.Builder
-		cfg, err := config.Load("", nil, map[string]string{"data_dir": t.TempDir(), "http.addr": "127.0.0.1:0",
-			"roles": "user,room,query", "grpc.addr": c.addr})
+		sets := map[string]string{"data_dir": t.TempDir(), "http.addr": "127.0.0.1:0", "roles": "user,room,query", "grpc.addr": c.addr}
+		maps.Copy(sets, c.tls)
+		cfg, err := config.Load("", nil, sets)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -176,8 +185,9 @@ func TestPlaintextGRPCWarned(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.Close()
-		if got := strings.Contains(logs.String(), "without TLS or authentication"); got != c.warn {
-			t.Errorf("grpc.addr %s: warned %v, want %v (log: %s)", c.addr, got, c.warn, logs.String())
+		warned := strings.Contains(logs.String(), "grpc.addr")
+		if warned != (c.warn != "") || !strings.Contains(logs.String(), c.warn) {
+			t.Errorf("grpc.addr %s, tls %v: log %q, want a warning containing %q", c.addr, c.tls != nil, logs.String(), c.warn)
 		}
 	}
 }
