@@ -545,6 +545,9 @@ func (c Config) Validate() error {
 	if c.NATS.CredsFile != "" && len(c.NATS.URLs) == 0 {
 		return bad("nats.creds_file", "is for external servers (nats.urls)")
 	}
+	if c.NATS.TLS.Enabled && len(c.NATS.URLs) == 0 {
+		return bad("nats.tls", "is for external servers (nats.urls); the embedded server is reached in process")
+	}
 	return nil
 }
 

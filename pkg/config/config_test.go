@@ -95,6 +95,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"sasl user without mechanism", "", nil, map[string]string{"kafka.sasl.password": "p"}, "kafka.sasl.mechanism"},
 		{"scylla password alone", "", nil, map[string]string{"scylla.password": "p"}, "scylla.username"},
 		{"creds for embedded nats", "", nil, map[string]string{"nats.creds_file": "/u.creds"}, "nats.creds_file"},
+		{"tls for embedded nats", "", nil, map[string]string{"nats.tls.enabled": "true"}, "nats.tls"},
 		{"tls enabled not a bool", "", nil, map[string]string{"nats.tls.enabled": "maybe"}, "enabled"},
 	}
 	for _, c := range cases {
