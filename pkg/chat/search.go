@@ -104,10 +104,13 @@ func SearchWords(s string) []string {
 
 func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
 
-// wordSpans returns the byte ranges of the words of s. Invalid UTF-8 bytes
-// decode as RuneError, which is not a letter, so they only separate words.
-func wordSpans(s string) [][2]int {
-	var spans [][2]int
+// wordSpans returns the byte ranges of the words of s.
+func wordSpans(s string) [][2]int { return appendWordSpans(nil, s) }
+
+// appendWordSpans appends the byte ranges of the words of s to spans.
+// Invalid UTF-8 bytes decode as RuneError, which is not a letter, so they
+// only separate words.
+func appendWordSpans(spans [][2]int, s string) [][2]int {
 	start := -1
 	for i, r := range s {
 		if isWordRune(r) {
@@ -125,6 +128,23 @@ func wordSpans(s string) [][2]int {
 	return spans
 }
 
+// CountTerms adds to tf[i] how many times terms[i] matches in body (the
+// matches Highlight marks) and returns body's word spans, appended to
+// spans[:0]: their number is body's length in words, and a caller counting
+// many bodies passes the last result back to reuse its memory. It compares
+// words in place, allocating only for a word that is not ASCII.
+func CountTerms(body string, terms []SearchTerm, tf []int, spans [][2]int) [][2]int {
+	spans = appendWordSpans(spans[:0], body)
+	for i, t := range terms {
+		for at := 0; at+len(t.Words) <= len(spans); at++ {
+			if termMatchesAt(t, body, spans, at) {
+				tf[i]++
+			}
+		}
+	}
+	return spans
+}
+
 // Highlight returns body HTML-escaped with every match of terms wrapped in
 // <mark>…</mark>: a word equal to a word term (case-insensitively), a word
 // starting with a prefix term, the run of words matching a phrase. Matches
@@ -132,20 +152,16 @@ func wordSpans(s string) [][2]int {
 // exactly as ParseSearch does, so what is marked is what matched.
 func Highlight(body string, terms []SearchTerm) string {
 	spans := wordSpans(body)
-	words := make([]string, len(spans))
-	for i, sp := range spans {
-		words[i] = strings.ToLower(body[sp[0]:sp[1]])
-	}
 	// end[i] is one past the last word of the longest match starting at word
 	// i, or 0 if none starts there.
-	end := make([]int, len(words))
+	end := make([]int, len(spans))
 	for _, t := range terms {
 		n := len(t.Words)
 		if n == 0 {
 			continue
 		}
-		for i := 0; i+n <= len(words); i++ {
-			if termMatchesAt(t, words, i) && i+n > end[i] {
+		for i := 0; i+n <= len(spans); i++ {
+			if termMatchesAt(t, body, spans, i) && i+n > end[i] {
 				end[i] = i + n
 			}
 		}
@@ -153,14 +169,14 @@ func Highlight(body string, terms []SearchTerm) string {
 	var b strings.Builder
 	b.Grow(len(body) + len(body)/8)
 	pos := 0
-	for i := 0; i < len(words); i++ {
+	for i := 0; i < len(spans); i++ {
 		if end[i] == 0 {
 			continue
 		}
 		// Extend the run over every match that starts inside it.
 		last := end[i]
 		j := i + 1
-		for ; j < len(words) && j < last; j++ {
+		for ; j < len(spans) && j < last; j++ {
 			if end[j] > last {
 				last = end[j]
 			}
@@ -177,15 +193,46 @@ func Highlight(body string, terms []SearchTerm) string {
 	return b.String()
 }
 
-func termMatchesAt(t SearchTerm, words []string, i int) bool {
+// termMatchesAt reports whether t matches the words of body from spans[i]:
+// each word, lower-cased, equal to the term's, the last a prefix of it for
+// a prefix term.
+func termMatchesAt(t SearchTerm, body string, spans [][2]int, i int) bool {
 	n := len(t.Words)
 	for k, w := range t.Words {
-		got := words[i+k]
-		if k == n-1 && t.Prefix {
-			if !strings.HasPrefix(got, w) {
-				return false
+		got := body[spans[i+k][0]:spans[i+k][1]]
+		if !lowerMatches(got, w, k == n-1 && t.Prefix) {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerMatches reports whether strings.ToLower(word) equals w, or for a
+// prefix starts with it, without allocating when word is ASCII.
+func lowerMatches(word, w string, prefix bool) bool {
+	for i := 0; i < len(word); i++ {
+		if word[i] >= utf8.RuneSelf {
+			lw := strings.ToLower(word)
+			if prefix {
+				return strings.HasPrefix(lw, w)
 			}
-		} else if got != w {
+			return lw == w
+		}
+	}
+	if prefix {
+		if len(word) < len(w) {
+			return false
+		}
+		word = word[:len(w)]
+	} else if len(word) != len(w) {
+		return false
+	}
+	for i := 0; i < len(w); i++ {
+		c := word[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != w[i] {
 			return false
 		}
 	}

@@ -1,34 +1,41 @@
-package sqlite
+package chat
 
 import (
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/chatd/chatd/pkg/chat"
 )
 
-// referenceFreqs is what rank counted before termFreqs: termAt on
-// chat.SearchWords.
-func referenceFreqs(body string, terms []chat.SearchTerm) ([]int, int) {
-	words := chat.SearchWords(body)
+// referenceCounts counts term matches the plain way: on the lower-cased
+// words SearchWords makes, each a new string.
+func referenceCounts(body string, terms []SearchTerm) ([]int, int) {
+	words := SearchWords(body)
 	tf := make([]int, len(terms))
 	for i, t := range terms {
+	next:
 		for at := 0; at+len(t.Words) <= len(words); at++ {
-			if termAt(t, words, at) {
-				tf[i]++
+			for k, w := range t.Words {
+				got := words[at+k]
+				if k == len(t.Words)-1 && t.Prefix {
+					if !strings.HasPrefix(got, w) {
+						continue next
+					}
+				} else if got != w {
+					continue next
+				}
 			}
+			tf[i]++
 		}
 	}
 	return tf, len(words)
 }
 
-// TestTermFreqsMatchesSearchWords checks the in-place ASCII walk against
-// the SearchWords path on bodies and queries built to differ where the two
+// TestCountTermsMatchesSearchWords checks the in-place comparison against
+// SearchWords' words on bodies and queries built to differ where the two
 // could: case, digits, underscores and other separators, prefixes longer
 // than a word, phrases across separators, non-ASCII words on either side.
-func TestTermFreqsMatchesSearchWords(t *testing.T) {
+func TestCountTermsMatchesSearchWords(t *testing.T) {
 	bodies := []string{
 		"", "   ", "Hello", "hello HELLO hElLo", "hello, world! hello-world hello_world",
 		"abc abcd ABCDE ab", "x1 X1 1x 10 100 1000", "don't stop: DON'T", "e-mail me at bob@example.com",
@@ -59,16 +66,16 @@ func TestTermFreqsMatchesSearchWords(t *testing.T) {
 	var spans [][2]int
 	checked := 0
 	for _, q := range queries {
-		terms, err := chat.ParseSearch(q)
+		terms, err := ParseSearch(q)
 		if err != nil {
 			continue
 		}
 		for _, body := range bodies {
-			want, wantLen := referenceFreqs(body, terms)
+			want, wantLen := referenceCounts(body, terms)
 			got := make([]int, len(terms))
-			gotLen := termFreqs([]byte(body), terms, got, &spans)
-			if gotLen != wantLen || !slices.Equal(got, want) {
-				t.Fatalf("query %q body %q: %v words %d, want %v words %d", q, body, got, gotLen, want, wantLen)
+			spans = CountTerms(body, terms, got, spans)
+			if len(spans) != wantLen || !slices.Equal(got, want) {
+				t.Fatalf("query %q body %q: %v words %d, want %v words %d", q, body, got, len(spans), want, wantLen)
 			}
 			checked++
 		}
