@@ -413,7 +413,8 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 		}
 		upTo = maxID.Int64
 	}
-	match, rooms, probe, err := s.matchExpr(ctx, tx, terms, q)
+	plan, err := s.matchExpr(ctx, tx, terms, q)
+	match, rooms, probe := plan.expr, plan.docsRooms, plan.probe
 	if err != nil {
 		return chat.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
@@ -454,7 +455,7 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 			}
 		}
 	}
-	if all == nil && counted < 0 && rooms == "" && strings.Contains(match, "room_words") {
+	if all == nil && counted < 0 && plan.perRoom {
 		// An OR over many rooms' words: every query opens each room's
 		// word in every segment of the index again (~0.3 ms a room), so
 		// counting in a second query cost as much as the window. One
@@ -645,11 +646,16 @@ func rank(ctx context.Context, tx *sql.Tx, ids []int64, terms []chat.SearchTerm)
 	return nil
 }
 
-// matchExpr returns the FTS5 query for terms in q's rooms by q's author
-// ("" if no room asked for has a message), the rooms as a JSON array when
-// the matches must also be checked against them in docs, and the query in
-// all rooms when Search should first try checking those matches in docs.
-func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchTerm, q chat.SearchQuery) (expr, docsRooms, probe string, err error) {
+// matchPlan is how Search finds the matches of a query in its rooms.
+type matchPlan struct {
+	expr      string // the FTS5 query; "" if no room asked for has a message
+	docsRooms string // the rooms as a JSON array when each match must also be checked in docs
+	probe     string // the query in all rooms, when Search should first try checking those matches in docs
+	perRoom   bool   // expr ORs the words of each of many rooms, which every query opens again
+}
+
+// matchExpr plans the FTS5 query for terms in q's rooms by q's author.
+func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchTerm, q chat.SearchQuery) (matchPlan, error) {
 	rooms := uniqueIDs(q.RoomIDs)
 	ids := make([]string, len(rooms))
 	for i, id := range rooms {
@@ -660,11 +666,11 @@ func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchT
 	list := "[" + strings.Join(ids, ",") + "]"
 	in, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
 	if err != nil || len(in) == 0 {
-		return "", "", "", err
+		return matchPlan{}, err
 	}
 	var all int64
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM rooms`).Scan(&all); err != nil {
-		return "", "", "", err
+		return matchPlan{}, err
 	}
 	author := ""
 	if q.UserID != 0 {
@@ -672,6 +678,7 @@ func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchT
 	}
 	words := `words : (` + wordsExpr(terms) + `)` + author
 	others := int(all) - len(in)
+	var probe string
 	if others > 0 && min(len(in), others) > fewRooms && len(terms) == 1 && len(terms[0].Words) == 1 && !terms[0].Prefix {
 		// A room's word costs as much to open as walking a few hundred
 		// matches: Search first tries the matches in all rooms. Only for
@@ -682,21 +689,21 @@ func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchT
 	}
 	switch {
 	case others == 0:
-		return words, "", probe, nil
+		return matchPlan{expr: words, probe: probe}, nil
 	case len(in) <= roomsPerQuery:
 		e := roomsExpr(in, terms)
 		if author != "" {
 			e = `(` + e + `)` + author
 		}
-		return e, "", probe, nil
+		return matchPlan{expr: e, probe: probe, perRoom: true}, nil
 	case others <= roomsPerQuery:
 		out, err := queryInts(ctx, tx, `SELECT n FROM rooms WHERE room_id NOT IN (SELECT value FROM json_each(?)) ORDER BY n`, list)
 		if err != nil {
-			return "", "", "", err
+			return matchPlan{}, err
 		}
-		return `(` + words + `) NOT ` + roomsExpr(out, terms), "", probe, nil
+		return matchPlan{expr: `(` + words + `) NOT ` + roomsExpr(out, terms), probe: probe, perRoom: true}, nil
 	}
-	return words, list, "", nil
+	return matchPlan{expr: words, docsRooms: list}, nil
 }
 
 // roomsExpr matches terms in the words of any of rooms.
