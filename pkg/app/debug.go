@@ -13,13 +13,8 @@ import (
 // openDebug starts net/http/pprof on debug.pprof_addr, if set. It has its
 // own listener so profiling is never exposed on the public one.
 func (m *Main) openDebug() error {
-	addr := m.Config.Debug.PprofAddr
-	if addr == "" {
+	if m.Config.Debug.PprofAddr == "" {
 		return nil
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("in debug.pprof_addr: listen: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -27,31 +22,31 @@ func (m *Main) openDebug() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	m.serveAux("pprof", ln, mux)
-	return nil
+	_, err := m.serveAux("pprof", "debug.pprof_addr", m.Config.Debug.PprofAddr, mux)
+	return err
 }
 
 // openMetrics serves /metrics, /healthz and /readyz on http.metrics_addr,
 // if set, for a monitoring network; /metrics then leaves the public
 // listener.
 func (m *Main) openMetrics() error {
-	addr := m.Config.HTTP.MetricsAddr
-	if addr == "" {
+	if m.Config.HTTP.MetricsAddr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("in http.metrics_addr: listen: %w", err)
-	}
-	m.metricsListener = ln
 	mux := http.NewServeMux()
 	m.handleProbes(mux)
-	m.serveAux("metrics", ln, mux)
-	return nil
+	ln, err := m.serveAux("metrics", "http.metrics_addr", m.Config.HTTP.MetricsAddr, mux)
+	m.metricsListener = ln
+	return err
 }
 
-// serveAux serves mux on ln until the process stops.
-func (m *Main) serveAux(name string, ln net.Listener, mux *http.ServeMux) {
+// serveAux listens on addr (the setting key) and serves mux there until the
+// process stops.
+func (m *Main) serveAux(name, key, addr string, mux *http.ServeMux) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("in %s: listen: %w", key, err)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	m.Log.Info(name+" listening", "addr", ln.Addr().String())
 	m.addRunner(name, func(ctx context.Context) error {
@@ -64,4 +59,5 @@ func (m *Main) serveAux(name string, ln net.Listener, mux *http.ServeMux) {
 		}
 		return nil
 	})
+	return ln, nil
 }
