@@ -1,7 +1,7 @@
 package app_test
 
 import (
-	"net"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -104,12 +104,7 @@ func TestPprofOptIn(t *testing.T) {
 	if r := do(t, "GET", off.base+"/debug/pprof/goroutine?debug=1", "", nil); strings.Contains(string(r.body), "goroutine profile") {
 		t.Fatal("pprof answers on the public listener")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	on := startServer(t, "", map[string]string{"debug.pprof_addr": addr})
 	if r := do(t, "GET", "http://"+addr+"/debug/pprof/goroutine?debug=1", "", nil); r.status != 200 || !strings.Contains(string(r.body), "goroutine profile") {
 		t.Fatalf("pprof: %d %.100s", r.status, r.body)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,14 +23,25 @@ import (
 	"github.com/chatd/chatd/pkg/rpc/chatdv1"
 )
 
-func freePort(t *testing.T) int {
+var freePort = chattest.FreePort
+
+// postWhenUp posts body to room, retrying while the answer is 503: a role
+// in another process is unavailable until it has connected.
+func postWhenUp(t *testing.T, c *client, room chat.ID, body, nonce string) chat.Message {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	var m chat.Message
+	eventually(t, "a send to reach the roles in the other process", func() bool {
+		r := c.do("POST", "/api/v1/rooms/"+room.String()+"/messages", map[string]string{"body": body, "nonce": nonce})
+		if r.status == 503 {
+			return false
+		}
+		if r.status != 201 {
+			t.Fatalf("post: %d %s", r.status, r.body)
+		}
+		r.decode(t, &m)
+		return true
+	})
+	return m
 }
 
 // A gateway in a process with the ingest role hands it sends in process
@@ -47,19 +57,8 @@ func TestSendToIngestInAnotherProcess(t *testing.T) {
 	c := a.newUser(t, "split")
 	room := c.createRoom("split roles", false)
 	path := "/api/v1/rooms/" + room.ID.String() + "/messages"
-	var first chat.Message
 	// The ingest process subscribes once it runs: until then, unavailable.
-	eventually(t, "a send to reach the other process's ingest", func() bool {
-		r := c.do("POST", path, map[string]string{"body": "over nats", "nonce": "n1"})
-		if r.status == 503 {
-			return false
-		}
-		if r.status != 201 {
-			t.Fatalf("post: %d %s", r.status, r.body)
-		}
-		r.decode(t, &first)
-		return true
-	})
+	first := postWhenUp(t, c, room.ID, "over nats", "n1")
 	if again := c.post(room.ID, "over nats", "n1"); again.ID != first.ID {
 		t.Fatalf("retry got %v, want %v", again.ID, first.ID)
 	}
@@ -101,18 +100,7 @@ func TestRolesOverMutualTLS(t *testing.T) {
 
 	c := front.newUser(t, "mtls")
 	room := c.createRoom("over mutual TLS", false)
-	var sent chat.Message
-	eventually(t, "a send through the other process's roles", func() bool {
-		r := c.do("POST", "/api/v1/rooms/"+room.ID.String()+"/messages", map[string]string{"body": "hello over mtls", "nonce": "m1"})
-		if r.status == 503 {
-			return false
-		}
-		if r.status != 201 {
-			t.Fatalf("post: %d %s", r.status, r.body)
-		}
-		r.decode(t, &sent)
-		return true
-	})
+	sent := postWhenUp(t, c, room.ID, "hello over mtls", "m1")
 	eventually(t, "the message read back through the query role", func() bool {
 		var page struct{ Messages []chat.Message }
 		c.do("GET", "/api/v1/rooms/"+room.ID.String()+"/messages?limit=10", nil).decode(t, &page)

@@ -3,9 +3,9 @@ package bench_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatd/chatd/pkg/app"
 	"github.com/chatd/chatd/pkg/bench"
+	"github.com/chatd/chatd/pkg/chattest"
 	"github.com/chatd/chatd/pkg/config"
 )
 
@@ -167,12 +168,7 @@ func TestMetricsURL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	maddr := ln.Addr().String()
-	ln.Close()
+	maddr := fmt.Sprintf("127.0.0.1:%d", chattest.FreePort(t))
 	base := startChatd(t, map[string]string{"http.metrics_addr": maddr})
 	run := func(metricsURL string, lagWait time.Duration) *bench.Persist {
 		res, err := bench.Run(context.Background(), bench.Options{

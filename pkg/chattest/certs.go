@@ -16,74 +16,77 @@ import (
 	"time"
 )
 
-// Certs are PEM files of a private CA and two certificates it signed, for
+// Certs are PEM files of a private CA and a certificate it signed, for
 // "localhost" and 127.0.0.1 and good for both server and client
-// authentication, plus one signed by another CA.
+// authentication, plus a key of a certificate another CA signed; and the
+// TLS configurations tests need from them.
 type Certs struct {
-	CA             string // the CA's certificate
-	Cert, Key      string // signed by CA
-	OtherCert      string // signed by a CA nobody trusts
-	OtherKey       string
-	Pool           *x509.CertPool // CA, parsed
-	Pair           tls.Certificate
-	OtherPair      tls.Certificate
-	ServerTLS      *tls.Config // serves Pair, requires no client certificate
-	MutualTLS      *tls.Config // serves Pair, requires a client certificate signed by CA
+	CA             string      // the CA's certificate
+	Cert, Key      string      // signed by CA
+	OtherKey       string      // the key of a certificate signed by a CA nobody trusts
+	ServerTLS      *tls.Config // serves Cert, requires no client certificate
+	MutualTLS      *tls.Config // serves Cert, requires a client certificate signed by CA
 	ClientTLS      *tls.Config // trusts CA, presents no certificate
-	ClientPairTLS  *tls.Config // trusts CA, presents Pair
-	ClientOtherTLS *tls.Config // trusts CA, presents OtherPair
+	ClientPairTLS  *tls.Config // trusts CA, presents Cert
+	ClientOtherTLS *tls.Config // trusts CA, presents the other CA's certificate
 }
 
 // NewCerts writes a fresh set into a temporary directory of tb.
 func NewCerts(tb testing.TB) *Certs {
 	tb.Helper()
 	dir := tb.TempDir()
-	caCert, caKey := newCA(tb, "chatd test CA")
-	otherCA, otherKey := newCA(tb, "untrusted CA")
+	ca, caKey := issue(tb, "chatd test CA", nil, nil)
+	other, otherKey := issue(tb, "untrusted CA", nil, nil)
 	c := &Certs{
-		CA:        filepath.Join(dir, "ca.pem"),
-		Cert:      filepath.Join(dir, "cert.pem"),
-		Key:       filepath.Join(dir, "key.pem"),
-		OtherCert: filepath.Join(dir, "other-cert.pem"),
-		OtherKey:  filepath.Join(dir, "other-key.pem"),
-		Pool:      x509.NewCertPool(),
+		CA:       filepath.Join(dir, "ca.pem"),
+		Cert:     filepath.Join(dir, "cert.pem"),
+		Key:      filepath.Join(dir, "key.pem"),
+		OtherKey: filepath.Join(dir, "other-key.pem"),
 	}
-	writePEM(tb, c.CA, "CERTIFICATE", caCert.Raw)
-	c.Pool.AddCert(caCert)
-	c.Pair = leaf(tb, caCert, caKey, c.Cert, c.Key)
-	c.OtherPair = leaf(tb, otherCA, otherKey, c.OtherCert, c.OtherKey)
-	c.ServerTLS = &tls.Config{Certificates: []tls.Certificate{c.Pair}, MinVersion: tls.VersionTLS12}
-	c.MutualTLS = &tls.Config{Certificates: []tls.Certificate{c.Pair}, ClientCAs: c.Pool,
+	writePEM(tb, c.CA, "CERTIFICATE", ca.Raw)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	pair := leaf(tb, ca, caKey, c.Cert, c.Key)
+	otherPair := leaf(tb, other, otherKey, filepath.Join(dir, "other-cert.pem"), c.OtherKey)
+	c.ServerTLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	c.MutualTLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientCAs: pool,
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12}
-	c.ClientTLS = &tls.Config{RootCAs: c.Pool, MinVersion: tls.VersionTLS12}
-	c.ClientPairTLS = &tls.Config{RootCAs: c.Pool, Certificates: []tls.Certificate{c.Pair}, MinVersion: tls.VersionTLS12}
-	c.ClientOtherTLS = &tls.Config{RootCAs: c.Pool, Certificates: []tls.Certificate{c.OtherPair}, MinVersion: tls.VersionTLS12}
+	c.ClientTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.ClientPairTLS = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	c.ClientOtherTLS = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{otherPair}, MinVersion: tls.VersionTLS12}
 	return c
 }
 
-func template(cn string) *x509.Certificate {
-	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		panic(err)
-	}
-	return &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-}
-
-func newCA(tb testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
+// issue makes a key and a certificate for it named cn, signed by parent
+// (a CA for "localhost" and 127.0.0.1) or, with parent nil, a self-signed
+// CA.
+func issue(tb testing.TB, cn string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	t := template(cn)
-	t.IsCA, t.BasicConstraintsValid = true, true
-	t.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, t, t, &key.PublicKey, key)
+	sn, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	t := &x509.Certificate{
+		SerialNumber: sn,
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	if parent == nil {
+		t.IsCA, t.BasicConstraintsValid = true, true
+		t.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+		parent, parentKey = t, key
+	} else {
+		t.DNSNames = []string{"localhost"}
+		t.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+		t.KeyUsage = x509.KeyUsageDigitalSignature
+		t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, t, parent, &key.PublicKey, parentKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -94,26 +97,16 @@ func newCA(tb testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	return cert, key
 }
 
+// leaf issues a certificate for "localhost" signed by ca, writes it and
+// its key to certPath and keyPath, and returns the pair.
 func leaf(tb testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, certPath, keyPath string) tls.Certificate {
 	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	t := template("localhost")
-	t.DNSNames = []string{"localhost"}
-	t.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	t.KeyUsage = x509.KeyUsageDigitalSignature
-	t.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
-	der, err := x509.CreateCertificate(rand.Reader, t, ca, &key.PublicKey, caKey)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	cert, key := issue(tb, "localhost", ca, caKey)
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	writePEM(tb, certPath, "CERTIFICATE", der)
+	writePEM(tb, certPath, "CERTIFICATE", cert.Raw)
 	writePEM(tb, keyPath, "EC PRIVATE KEY", kder)
 	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {

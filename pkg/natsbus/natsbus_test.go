@@ -3,14 +3,15 @@ package natsbus
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/chattest"
 )
 
 func testLogger(tb testing.TB) *slog.Logger {
@@ -113,15 +114,7 @@ func TestClusterOverTCP(t *testing.T) {
 	}
 }
 
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func freeAddr(tb testing.TB) string { return fmt.Sprintf("127.0.0.1:%d", chattest.FreePort(tb)) }
 
 func TestConfigErrors(t *testing.T) {
 	for _, cfg := range []EmbeddedConfig{

@@ -2,9 +2,7 @@ package natsbus
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,15 +16,12 @@ import (
 	"github.com/chatd/chatd/pkg/chattest"
 )
 
-// tlsServer runs a NATS server that takes only TLS connections with a user
-// and password, as a secured production cluster would.
-func tlsServer(t *testing.T, certs *chattest.Certs) (host string, port int) {
+// runServer runs a NATS server with opts on a free loopback port until the
+// test ends, and returns its host:port.
+func runServer(t *testing.T, opts *server.Options) string {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		TLS: true, TLSConfig: certs.ServerTLS, TLSTimeout: 2,
-		Username: "chatd", Password: "s3cret",
-	})
+	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, true
+	s, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,27 +30,29 @@ func tlsServer(t *testing.T, certs *chattest.Certs) (host string, port int) {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("nats server not ready")
 	}
-	return "127.0.0.1", s.Addr().(*net.TCPAddr).Port
+	return s.Addr().String()
 }
 
-func TestTLSAndPassword(t *testing.T) {
-	certs := chattest.NewCerts(t)
-	host, port := tlsServer(t, certs)
-	try := func(url string, cfg ConnectConfig) error {
-		cfg.URLs, cfg.Name = []string{url}, "t"
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		nc, err := Connect(ctx, cfg, slog.New(slog.DiscardHandler))
-		if err == nil {
-			defer nc.Close()
-			if !nc.TLSRequired() {
-				return fmt.Errorf("connected without TLS")
-			}
-			return nc.Flush()
-		}
+// try connects with cfg to url, giving up after 2 s, and makes one round
+// trip.
+func try(url string, cfg ConnectConfig) error {
+	cfg.URLs, cfg.Name = []string{url}, "t"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	nc, err := Connect(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
 		return err
 	}
-	good := fmt.Sprintf("nats://chatd:s3cret@%s:%d", host, port)
+	defer nc.Close()
+	return nc.Flush()
+}
+
+// The server takes only TLS connections with a user and password, as a
+// secured production cluster would.
+func TestTLSAndPassword(t *testing.T) {
+	certs := chattest.NewCerts(t)
+	addr := runServer(t, &server.Options{TLS: true, TLSConfig: certs.ServerTLS, TLSTimeout: 2, Username: "chatd", Password: "s3cret"})
+	good := "nats://chatd:s3cret@" + addr
 	if err := try(good, ConnectConfig{TLS: certs.ClientTLS}); err != nil {
 		t.Fatalf("TLS with the right CA and password: %v", err)
 	}
@@ -65,7 +62,7 @@ func TestTLSAndPassword(t *testing.T) {
 		cfg ConnectConfig
 	}{
 		"untrusted server": {good, ConnectConfig{TLS: other.ClientTLS}},
-		"wrong password":   {fmt.Sprintf("nats://chatd:wrong@%s:%d", host, port), ConnectConfig{TLS: certs.ClientTLS}},
+		"wrong password":   {"nats://chatd:wrong@" + addr, ConnectConfig{TLS: certs.ClientTLS}},
 	} {
 		err := try(c.url, c.cfg)
 		if err == nil {
@@ -132,33 +129,13 @@ func TestCredsFile(t *testing.T) {
 	if err := resolver.Store(apk, ajwt); err != nil {
 		t.Fatal(err)
 	}
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(s.Shutdown)
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats server not ready")
-	}
-	url := fmt.Sprintf("nats://127.0.0.1:%d", s.Addr().(*net.TCPAddr).Port)
-	connect := func(creds string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		nc, err := Connect(ctx, ConnectConfig{URLs: []string{url}, Name: "t", CredsFile: creds}, slog.New(slog.DiscardHandler))
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		return nc.Flush()
-	}
-	if err := connect(creds); err != nil {
+	url := "nats://" + runServer(t, &server.Options{TrustedOperators: []*jwt.OperatorClaims{oc}, AccountResolver: resolver})
+	if err := try(url, ConnectConfig{CredsFile: creds}); err != nil {
 		t.Fatalf("with the account's user credentials: %v", err)
 	}
 	otherOp, _ := operator()
 	stranger, _, _ := credsOf(otherOp)
-	if err := connect(stranger); err == nil {
+	if err := try(url, ConnectConfig{CredsFile: stranger}); err == nil {
 		t.Fatal("a user of another operator connected")
 	}
 }
