@@ -48,6 +48,12 @@ type LogConfig struct {
 	// waiting at most FetchWait for a partial batch. Defaults 500, 100 ms.
 	FetchBatch int
 	FetchWait  time.Duration
+	// IdleWait is how long one pull waits for the next entry after a pull
+	// found none: an idle consumer makes one pull per IdleWait instead of
+	// one per FetchWait, and takes an entry as soon as it is appended.
+	// Default 30 s; the server heartbeats such a pull, so a lost one is
+	// noticed within 2×idleHeartbeat.
+	IdleWait time.Duration
 	// AckWait is how long the server waits for a delivered batch's ack before
 	// handing it to another consumer. Consume keeps it alive with
 	// in-progress signals while handling. Default 30 s.
@@ -89,6 +95,9 @@ func (c *LogConfig) setDefaults() {
 	}
 	if c.FetchWait <= 0 {
 		c.FetchWait = 100 * time.Millisecond
+	}
+	if c.IdleWait <= 0 {
+		c.IdleWait = 30 * time.Second
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = 30 * time.Second
@@ -388,18 +397,9 @@ func (l *Log) Consume(ctx context.Context, group string, handle func(context.Con
 		backoff = min(2*backoff, l.cfg.RetryMax)
 	}
 	backoff = l.cfg.RetryMin
+	idle := false
 	for ctx.Err() == nil {
-		batch, err := c.Fetch(l.cfg.FetchBatch, jetstream.FetchMaxWait(l.cfg.FetchWait))
-		var raw []jetstream.Msg
-		if err == nil {
-			raw = make([]jetstream.Msg, 0, l.cfg.FetchBatch)
-			for m := range batch.Messages() {
-				raw = append(raw, m)
-			}
-			if len(raw) == 0 {
-				err = batch.Error()
-			}
-		}
+		raw, err := l.fetch(ctx, c, idle)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -423,12 +423,66 @@ func (l *Log) Consume(ctx context.Context, group string, handle func(context.Con
 			continue
 		}
 		backoff = l.cfg.RetryMin
-		if len(raw) == 0 {
+		idle = len(raw) == 0
+		if idle {
 			continue
 		}
 		l.process(ctx, log, raw, handle)
 	}
 	return nil
+}
+
+// idleHeartbeat is how often the server signals a waiting idle pull.
+const idleHeartbeat = 5 * time.Second
+
+// fetch pulls the next batch: up to FetchBatch entries, waiting at most
+// FetchWait for a partial batch. When idle (the last pull found nothing)
+// it first waits, up to IdleWait, for one entry, and then gathers the
+// batch's rest as usual; so an idle consumer does not poll, and a busy one
+// still writes batches of FetchWait's worth. With no entry by IdleWait it
+// returns none and no error; it returns at once when ctx ends.
+func (l *Log) fetch(ctx context.Context, c jetstream.Consumer, idle bool) ([]jetstream.Msg, error) {
+	raw := make([]jetstream.Msg, 0, l.cfg.FetchBatch)
+	drain := func(b jetstream.MessageBatch) error {
+		for m := range b.Messages() {
+			raw = append(raw, m)
+		}
+		if len(raw) == 0 {
+			return b.Error()
+		}
+		return nil
+	}
+	if idle {
+		wctx, cancel := context.WithTimeout(ctx, l.cfg.IdleWait)
+		defer cancel()
+		opts := []jetstream.FetchOpt{jetstream.FetchContext(wctx)}
+		if l.cfg.IdleWait >= 2*idleHeartbeat {
+			opts = append(opts, jetstream.FetchHeartbeat(idleHeartbeat))
+		}
+		b, err := c.Fetch(1, opts...)
+		if err != nil {
+			return nil, err
+		}
+		if err := drain(b); err != nil {
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return nil, nil // idle for IdleWait: pull again
+			}
+			return nil, err
+		}
+		if len(raw) == 0 || l.cfg.FetchBatch == 1 {
+			return raw, nil
+		}
+	}
+	b, err := c.Fetch(l.cfg.FetchBatch-len(raw), jetstream.FetchMaxWait(l.cfg.FetchWait))
+	if err == nil {
+		err = drain(b)
+	}
+	if err != nil && len(raw) > 0 {
+		// The entry the idle pull took is delivered: hand it on, and let
+		// the next pull report the error if it lasts.
+		return raw, nil
+	}
+	return raw, err
 }
 
 // process decodes and handles one fetched batch until it succeeds or ctx

@@ -407,3 +407,60 @@ func TestReplay(t *testing.T) {
 		t.Fatalf("handler error: got %v", err)
 	}
 }
+
+// An idle consumer waits for the next entry in one long pull instead of
+// polling every FetchWait, takes an entry as soon as it is appended, and
+// still returns at once when its context ends.
+func TestIdleConsumerWaitsInOnePull(t *testing.T) {
+	nc := conn(t)
+	l := openLog(t, nc, jetstream.LogConfig{IdleWait: time.Minute})
+	var pulls atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT."+l.StreamName()+".*", func(*nats.Msg) { pulls.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan chat.Message, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- l.Consume(ctx, "g", func(_ context.Context, b []chat.Message) error {
+			for _, m := range b {
+				got <- m
+			}
+			return nil
+		})
+	}()
+	msgs := chattest.LogMessages(t, 2, 1)
+	for i, m := range msgs {
+		if i > 0 {
+			// Idle for 15 FetchWaits: a polling consumer pulls 15 times.
+			before := pulls.Load()
+			time.Sleep(1500 * time.Millisecond)
+			if n := pulls.Load() - before; n > 2 {
+				t.Fatalf("%d pulls while idle for 1.5 s; want at most 2", n)
+			}
+		}
+		if err := l.Append(context.Background(), []chat.Message{m}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case g := <-got:
+			if g.ID != m.ID {
+				t.Fatalf("got message %d; want %d", g.ID, m.ID)
+			}
+		case <-time.After(20 * time.Second): // IdleWait is a minute
+			t.Fatalf("message %d not consumed", i)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("consume: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Consume did not return after its context ended")
+	}
+}

@@ -38,6 +38,11 @@ type db struct {
 	ck   *sql.DB
 	stop chan struct{}
 	done chan struct{}
+	// dirty gets a value (without blocking) when the writer commits, so
+	// the checkpointer sleeps while nothing is written; hooked reports
+	// whether the writer's commit hook is in place.
+	dirty  chan struct{}
+	hooked bool
 	// stmts are the writer's prepared statements, closed with it.
 	stmts []*sql.Stmt
 }
@@ -49,10 +54,15 @@ type db struct {
 // time.
 const walBackstopPages = 16384
 
-// checkpointEvery is how often the background checkpointer copies the WAL
-// into the database. With nothing new in the WAL a checkpoint only compares
-// two counters.
+// checkpointEvery is how often, at most, the background checkpointer copies
+// the WAL into the database while the writer commits.
 const checkpointEvery = 200 * time.Millisecond
+
+// checkpointIdle is how often the checkpointer checks the WAL with no commit
+// signalled: a backstop, should the writer's connection (and its commit
+// hook) ever be replaced. Polling every checkpointEvery instead cost an idle
+// server about 0.45% of a CPU over its three databases.
+const checkpointIdle = 10 * time.Second
 
 // chunkSizes are the sizes chunks returns, largest first.
 var chunkSizes = []int{rowsPerInsert, 128, 64, 32, 16, 8, 4, 2, 1}
@@ -146,7 +156,11 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	d := &db{w: w, log: log}
+	d := &db{w: w, log: log, dirty: make(chan struct{}, 1)}
+	if err := d.hookCommits(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open %s: %w", schema, err)
+	}
 	if err := d.migrate(ctx, schema); err != nil {
 		w.Close()
 		return nil, err
@@ -183,28 +197,71 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 	return d, nil
 }
 
-// checkpointer copies committed WAL frames into the database file every
-// checkpointEvery. A PASSIVE checkpoint never blocks the writer or the
+// checkpointer copies committed WAL frames into the database file, at most
+// every checkpointEvery while the writer commits. A PASSIVE checkpoint never blocks the writer or the
 // readers, so the fsyncs a checkpoint needs no longer stall a batch: with
 // synchronous=NORMAL a WAL commit itself does not fsync. Once a checkpoint
 // has copied the whole WAL, the writer's next transaction starts the WAL
 // over from its beginning, so the file stays small.
+//
+// It waits for a commit (d.dirty) rather than polling, so an idle database
+// costs one wake-up per checkpointIdle.
 func (d *db) checkpointer() {
 	defer close(d.done)
 	prio.Background() // nobody waits on a checkpoint
-	t := time.NewTicker(checkpointEvery)
+	idle := checkpointIdle
+	if !d.hooked {
+		idle = checkpointEvery
+	}
+	t := time.NewTimer(idle)
 	defer t.Stop()
 	for {
 		select {
 		case <-d.stop:
 			return
+		case <-d.dirty:
+			// Let the writer commit for a while first: at most one
+			// checkpoint per checkpointEvery.
+			t.Reset(checkpointEvery)
+			select {
+			case <-d.stop:
+				return
+			case <-t.C:
+			}
 		case <-t.C:
 		}
+		t.Reset(idle)
 		var busy, logPages, done int
 		if err := d.ck.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logPages, &done); err != nil {
 			d.log.Warn("wal checkpoint", "err", err)
 		}
 	}
+}
+
+// hookCommits signals d.dirty at every commit of the writer's connection.
+// The writer pool holds one connection for good, so one hook covers every
+// write; if the driver cannot hook, the checkpointer polls instead.
+func (d *db) hookCommits(ctx context.Context) error {
+	c, err := d.w.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.Raw(func(dc any) error {
+		h, ok := dc.(interface{ RegisterCommitHook(sqlite.CommitHookFn) })
+		if !ok {
+			return nil
+		}
+		h.RegisterCommitHook(func() int32 {
+			select {
+			case d.dirty <- struct{}{}:
+			default:
+			}
+			return 0 // 0 lets the commit go on
+		})
+		d.hooked = true
+		return nil
+	})
 }
 
 func (d *db) close() error {

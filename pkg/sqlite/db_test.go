@@ -4,10 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chatd/chatd/migrations"
 	"github.com/chatd/chatd/pkg/chat"
@@ -413,6 +415,43 @@ func TestSearchCursorCarriesTotal(t *testing.T) {
 		q.Cursor = c
 		if _, err := s.Search(ctx, q); chat.ErrorCode(err) != chat.EINVALID {
 			t.Fatalf("cursor %q: %v, want invalid", c, err)
+		}
+	}
+}
+
+// The checkpointer copies committed pages into the database file soon after
+// a write, woken by the writer's commit rather than by polling: the file
+// grows within a few checkpointEvery, well before the idle backstop
+// (checkpointIdle, 10 s) would run one.
+func TestCheckpointFollowsCommits(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "messages.db")
+	ctx := context.Background()
+	m, err := OpenMessages(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	// Let the migration's checkpoint pass first.
+	time.Sleep(500 * time.Millisecond)
+	before := size()
+	msgs := make([]chat.Message, 2000)
+	for i := range msgs {
+		msgs[i] = chat.Message{ID: chat.ID(i + 1), RoomID: chat.ID(i%50 + 1), UserID: 1, Username: "u",
+			Body: strings.Repeat("checkpoint me ", 20), CreatedAt: time.Unix(1700000000, 0)}
+	}
+	if err := m.WriteMessages(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); size() <= before; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes 5 s after the write: no checkpoint", size())
 		}
 	}
 }
