@@ -162,6 +162,7 @@ func TestRoomsAndPrivacy(t *testing.T) {
 		{"GET", privPath + "/history"},
 		{"POST", privPath + "/messages"},
 		{"POST", privPath + "/members"},
+		{"GET", privPath + "/members"},
 		{"GET", "/api/v1/search?q=secret&room_id=" + priv.ID.String()},
 	}
 	for _, p := range notFound {
@@ -169,7 +170,7 @@ func TestRoomsAndPrivacy(t *testing.T) {
 		switch {
 		case strings.HasSuffix(p.path, "/messages") && p.method == "POST":
 			body = map[string]string{"body": "hi"}
-		case strings.HasSuffix(p.path, "/members"):
+		case strings.HasSuffix(p.path, "/members") && p.method == "POST":
 			body = map[string]string{"username": stranger.user.Username}
 		case p.method == "PATCH":
 			body = map[string]string{"name": "mine"}
@@ -218,6 +219,34 @@ func TestRoomsAndPrivacy(t *testing.T) {
 	}
 	if r := member.do("POST", privPath+"/members", map[string]string{"username": stranger.user.Username}); r.status != 403 {
 		t.Fatalf("member adds member: %d %s", r.status, r.body)
+	}
+	// Members see who is in the room, by ascending user ID, without
+	// anyone's e-mail address.
+	var page struct {
+		Members   []chat.User `json:"members"`
+		NextAfter *string     `json:"next_after"`
+	}
+	r = member.do("GET", privPath+"/members", nil)
+	r.decode(t, &page)
+	if r.status != 200 || len(page.Members) != 2 || page.NextAfter != nil || strings.Contains(string(r.body), "@") {
+		t.Fatalf("members: %d %s", r.status, r.body)
+	}
+	want := []string{owner.user.Username, member.user.Username}
+	if owner.user.ID > member.user.ID {
+		want[0], want[1] = want[1], want[0]
+	}
+	if page.Members[0].Username != want[0] || page.Members[1].Username != want[1] {
+		t.Fatalf("members %+v; want %v", page.Members, want)
+	}
+	r = member.do("GET", privPath+"/members?limit=1", nil)
+	r.decode(t, &page)
+	if r.status != 200 || len(page.Members) != 1 || page.NextAfter == nil || *page.NextAfter != page.Members[0].ID.String() {
+		t.Fatalf("first page of 1: %d %s", r.status, r.body)
+	}
+	for _, bad := range []string{"?limit=0", "?limit=1000", "?after=x", "?after=-5", "?after=%ff%fe"} {
+		if r := member.do("GET", privPath+"/members"+bad, nil); r.status != 400 || r.errCode(t) != "invalid" {
+			t.Errorf("members%s: %d %s", bad, r.status, r.body)
+		}
 	}
 	mws := member.dial("/api/v1/ws")
 	if f := mws.join(priv.ID); f.Type != "joined" || len(f.Messages) != 1 {

@@ -153,7 +153,7 @@ var userSeq atomic.Int64
 func (s *server) newUser(t testing.TB, prefix string) *client {
 	t.Helper()
 	name := fmt.Sprintf("%s%d_%d", prefix, time.Now().UnixNano()%1_000_000, userSeq.Add(1))
-	r := do(t, "POST", s.base+"/api/v1/users", "", map[string]string{"username": name, "password": "correct horse"})
+	r := do(t, "POST", s.base+"/api/v1/users", "", map[string]string{"username": name, "password": "correct horse", "email": name + "@example.com"})
 	if r.status != 201 {
 		t.Fatalf("register %s: %d %s", name, r.status, r.body)
 	}

@@ -106,6 +106,14 @@ func TestRolesOverMutualTLS(t *testing.T) {
 		c.do("GET", "/api/v1/rooms/"+room.ID.String()+"/messages?limit=10", nil).decode(t, &page)
 		return len(page.Messages) == 1 && page.Messages[0].ID == sent.ID
 	})
+	// The member list crosses two roles of the other process: the room
+	// role lists, the user role names.
+	var members struct{ Members []chat.User }
+	if r := c.do("GET", "/api/v1/rooms/"+room.ID.String()+"/members", nil); r.status != 200 {
+		t.Fatalf("members over gRPC: %d %s", r.status, r.body)
+	} else if r.decode(t, &members); len(members.Members) != 1 || members.Members[0].ID != c.user.ID {
+		t.Fatalf("members over gRPC: %s", r.body)
+	}
 
 	// Callers the server must refuse: no client certificate, one signed
 	// by another CA, and plaintext.

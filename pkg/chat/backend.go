@@ -49,6 +49,9 @@ type RoomStore interface {
 	RemoveMember(ctx context.Context, roomID, userID ID) error
 	// IsMember reports whether userID is a member of roomID.
 	IsMember(ctx context.Context, roomID, userID ID) (bool, error)
+	// Members returns up to limit member IDs of roomID above after (0:
+	// from the first), in ascending order. A missing room has none.
+	Members(ctx context.Context, roomID, after ID, limit int) ([]ID, error)
 }
 
 // MessageStore keeps messages for recent reads and paging (SQLite, ScyllaDB).

@@ -46,6 +46,10 @@ type RoomService interface {
 	AddMember(ctx context.Context, caller, roomID ID, username string) error
 	// RemoveMember: the owner, or the member themself.
 	RemoveMember(ctx context.Context, caller, roomID, userID ID) error
+	// Members returns up to limit members of the room with an ID above
+	// after (0: from the first), by ascending ID; anyone who may read the
+	// room may list them.
+	Members(ctx context.Context, caller, roomID, after ID, limit int) ([]User, error)
 	// CheckAccess returns nil if the user may read and post in the room.
 	CheckAccess(ctx context.Context, userID, roomID ID) error
 	// ReadableRooms returns the IDs of every room the user may read.

@@ -98,6 +98,52 @@ func RoomStore(t *testing.T, open func(t *testing.T) chat.RoomStore) {
 		wantCode(t, "AddMember missing room", s.AddMember(ctx, nextID(g), u), chat.ENOTFOUND)
 	})
 
+	t.Run("ListMembers", func(t *testing.T) {
+		s, ctx, g := open(t), ctxOf(t), newIDGen(t)
+		owner := nextID(g)
+		r := chat.Room{ID: nextID(g), Name: "big", Private: true, OwnerID: owner, CreatedAt: time.Now()}
+		other := chat.Room{ID: nextID(g), Name: "other", Private: true, OwnerID: owner, CreatedAt: time.Now()}
+		noErr(t, "CreateRoom", s.CreateRoom(ctx, r))
+		noErr(t, "CreateRoom other", s.CreateRoom(ctx, other))
+		want := []chat.ID{owner}
+		for range 7 {
+			u := nextID(g)
+			noErr(t, "AddMember", s.AddMember(ctx, r.ID, u))
+			want = append(want, u)
+		}
+		noErr(t, "AddMember other", s.AddMember(ctx, other.ID, nextID(g)))
+		slices.Sort(want)
+		// Pages of 3 follow each other by the last ID, and end empty.
+		var got []chat.ID
+		var after chat.ID
+		for range 10 {
+			page, err := s.Members(ctx, r.ID, after, 3)
+			noErr(t, "Members", err)
+			if len(page) > 3 {
+				t.Fatalf("page of %d members; limit 3", len(page))
+			}
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page...)
+			after = page[len(page)-1]
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("members %v; want %v", got, want)
+		}
+		noErr(t, "RemoveMember", s.RemoveMember(ctx, r.ID, want[1]))
+		all, err := s.Members(ctx, r.ID, 0, 100)
+		noErr(t, "Members after remove", err)
+		if slices.Contains(all, want[1]) || len(all) != len(want)-1 {
+			t.Fatalf("members after removing %d: %v", want[1], all)
+		}
+		none, err := s.Members(ctx, nextID(g), 0, 100)
+		noErr(t, "Members of a missing room", err)
+		if len(none) != 0 {
+			t.Fatalf("a missing room has members %v", none)
+		}
+	})
+
 	t.Run("List", func(t *testing.T) {
 		s, ctx, g := open(t), ctxOf(t), newIDGen(t)
 		alice, bob, carol := nextID(g), nextID(g), nextID(g)

@@ -150,6 +150,7 @@ func (a *API) routes() []route {
 		{"GET", "/api/v1/rooms/{id}", true, a.getRoom},
 		{"PATCH", "/api/v1/rooms/{id}", true, a.updateRoom},
 		{"DELETE", "/api/v1/rooms/{id}", true, a.deleteRoom},
+		{"GET", "/api/v1/rooms/{id}/members", true, a.listMembers},
 		{"POST", "/api/v1/rooms/{id}/members", true, a.addMember},
 		{"DELETE", "/api/v1/rooms/{id}/members/{user_id}", true, a.removeMember},
 		{"GET", "/api/v1/rooms/{id}/messages", true, a.latest},

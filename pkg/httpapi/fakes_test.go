@@ -256,6 +256,31 @@ func (m *memRooms) RemoveMember(_ context.Context, caller, id, user chat.ID) err
 	return nil
 }
 
+func (m *memRooms) Members(ctx context.Context, caller, id, after chat.ID, limit int) ([]chat.User, error) {
+	m.mu.Lock()
+	if _, err := m.visible(caller, id); err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	var ids []chat.ID
+	for u := range m.members[id] {
+		if u > after {
+			ids = append(ids, u)
+		}
+	}
+	m.mu.Unlock()
+	slices.Sort(ids)
+	var out []chat.User
+	for _, u := range ids[:min(limit, len(ids))] {
+		usr, err := m.users.User(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, usr)
+	}
+	return out, nil
+}
+
 func (m *memRooms) CheckAccess(_ context.Context, user, id chat.ID) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -236,6 +236,49 @@ type addMemberReq struct {
 	Username string `json:"username"`
 }
 
+type membersResp struct {
+	Members   []chat.User `json:"members"`
+	NextAfter *string     `json:"next_after"`
+}
+
+// listMembers pages through a room's members by ascending user ID: limit
+// (default 50, at most 200) after the user ID after. Anyone who may read
+// the room may list them; a private room one is not in is 404.
+func (a *API) listMembers(w http.ResponseWriter, r *http.Request, c chat.Caller) {
+	id, err := pathID(r, "id", "room id")
+	if err != nil {
+		writeErr(w, r, a.log, err)
+		return
+	}
+	p, err := parseParams(r)
+	if err != nil {
+		writeErr(w, r, a.log, err)
+		return
+	}
+	limit, err := p.limit()
+	if err != nil {
+		writeErr(w, r, a.log, err)
+		return
+	}
+	after, err := p.id("after")
+	if err != nil {
+		writeErr(w, r, a.log, err)
+		return
+	}
+	users, err := a.deps.Rooms.Members(r.Context(), c.User.ID, id, after, limit)
+	if err != nil {
+		writeErr(w, r, a.log, fmt.Errorf("list members: %w", err))
+		return
+	}
+	resp := membersResp{Members: nonNil(users)}
+	// As with message pages: a full page may have more behind it.
+	if len(users) >= limit && len(users) > 0 {
+		s := users[len(users)-1].ID.String()
+		resp.NextAfter = &s
+	}
+	httpx.WriteJSON(w, http.StatusOK, resp)
+}
+
 func (a *API) addMember(w http.ResponseWriter, r *http.Request, c chat.Caller) {
 	id, err := pathID(r, "id", "room id")
 	if err != nil {

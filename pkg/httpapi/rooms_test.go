@@ -205,6 +205,72 @@ func TestRooms(t *testing.T) {
 			wantStatus: 400,
 		},
 		{
+			name: "list members of a private room as member", method: "GET", url: "/api/v1/rooms/30/members", headers: bearer(carolTok),
+			wantStatus:  200,
+			wantContent: []string{`{"members":[{"id":"2","username":"bob","display_name":"Bob"`, `{"id":"3","username":"carol"`, `"next_after":null}`},
+			notContent:  []string{"email", "password"},
+		},
+		{
+			name: "list members of a public room as non-member", method: "GET", url: "/api/v1/rooms/10/members", headers: bearer(bobTok),
+			wantStatus: 200, wantContent: []string{`"username":"alice"`}, notContent: []string{`"username":"bob"`},
+		},
+		{
+			name: "list members page by page", method: "GET", url: "/api/v1/rooms/30/members?limit=1", headers: bearer(bobTok),
+			wantStatus: 200, wantContent: []string{`"username":"bob"`, `"next_after":"2"`}, notContent: []string{"carol"},
+			check: func(tb testing.TB, _ *env, h http.Handler, _ *httptest.ResponseRecorder) {
+				rec := do(tb, h, "GET", "/api/v1/rooms/30/members?limit=1&after=2", "", bearer(bobTok))
+				if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"username":"carol"`) || strings.Contains(rec.Body.String(), `"username":"bob"`) {
+					tb.Errorf("second page: %d %s", rec.Code, rec.Body)
+				}
+				rec = do(tb, h, "GET", "/api/v1/rooms/30/members?after=3", "", bearer(bobTok))
+				if rec.Code != 200 || rec.Body.String() != `{"members":[],"next_after":null}`+"\n" {
+					tb.Errorf("past the last member: %d %q", rec.Code, rec.Body)
+				}
+			},
+		},
+		{
+			name: "list members of a private room as stranger", method: "GET", url: "/api/v1/rooms/30/members", headers: bearer(aliceTok),
+			wantStatus: 404, notContent: []string{"carol"},
+		},
+		{
+			name: "list members of a missing room", method: "GET", url: "/api/v1/rooms/99/members", headers: bearer(aliceTok), wantStatus: 404,
+		},
+		{
+			name: "list members unauthenticated", method: "GET", url: "/api/v1/rooms/30/members", wantStatus: 401,
+		},
+		{
+			name: "list members with limit 0", method: "GET", url: "/api/v1/rooms/30/members?limit=0", headers: bearer(bobTok),
+			wantStatus: 400, wantContent: []string{"limit"},
+		},
+		{
+			name: "list members with limit over 200", method: "GET", url: "/api/v1/rooms/30/members?limit=201", headers: bearer(bobTok),
+			wantStatus: 400, wantContent: []string{"limit"},
+		},
+		{
+			name: "list members with text limit", method: "GET", url: "/api/v1/rooms/30/members?limit=ten", headers: bearer(bobTok),
+			wantStatus: 400, wantContent: []string{"limit"},
+		},
+		{
+			name: "list members after a negative ID", method: "GET", url: "/api/v1/rooms/30/members?after=-1", headers: bearer(bobTok),
+			wantStatus: 400, wantContent: []string{"after"},
+		},
+		{
+			name: "list members after an overflowing ID", method: "GET", url: "/api/v1/rooms/30/members?after=99999999999999999999999", headers: bearer(bobTok),
+			wantStatus: 400, wantContent: []string{"after"},
+		},
+		{
+			name: "list members after SQL", method: "GET", url: "/api/v1/rooms/30/members?after=1%20OR%201=1", headers: bearer(bobTok),
+			wantStatus: 400, wantContent: []string{"after"},
+		},
+		{
+			name: "list members with a malformed query", method: "GET", url: "/api/v1/rooms/30/members?after=%zz", headers: bearer(bobTok),
+			wantStatus: 400,
+		},
+		{
+			name: "list members of a bad room id", method: "GET", url: "/api/v1/rooms/abc/members", headers: bearer(bobTok),
+			wantStatus: 400, wantContent: []string{"room id"},
+		},
+		{
 			name: "remove member as owner", method: "DELETE", url: "/api/v1/rooms/30/members/3", headers: bearer(bobTok),
 			wantStatus: 204,
 			check: func(tb testing.TB, _ *env, h http.Handler, _ *httptest.ResponseRecorder) {

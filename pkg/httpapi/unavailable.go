@@ -75,6 +75,9 @@ func (unavailable) AddMember(context.Context, chat.ID, chat.ID, string) error {
 func (unavailable) RemoveMember(context.Context, chat.ID, chat.ID, chat.ID) error {
 	return errUnavailable()
 }
+func (unavailable) Members(context.Context, chat.ID, chat.ID, chat.ID, int) ([]chat.User, error) {
+	return nil, errUnavailable()
+}
 func (unavailable) CheckAccess(context.Context, chat.ID, chat.ID) error { return errUnavailable() }
 func (unavailable) ReadableRooms(context.Context, chat.ID) ([]chat.ID, error) {
 	return nil, errUnavailable()

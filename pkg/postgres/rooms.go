@@ -135,6 +135,28 @@ func (db *DB) RemoveMember(ctx context.Context, roomID, userID chat.ID) error {
 	return nil
 }
 
+// Members returns up to limit member IDs of roomID above after, ascending.
+func (db *DB) Members(ctx context.Context, roomID, after chat.ID, limit int) ([]chat.ID, error) {
+	rows, err := db.pool.Query(ctx, `SELECT user_id FROM room_members WHERE room_id = $1 AND user_id > $2
+		ORDER BY user_id LIMIT $3`, int64(roomID), int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: members: %w", dbErr(err))
+	}
+	defer rows.Close()
+	ids := []chat.ID{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("postgres: members: %w", dbErr(err))
+		}
+		ids = append(ids, chat.ID(id))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: members: %w", dbErr(err))
+	}
+	return ids, nil
+}
+
 // IsMember reports whether userID is a member of roomID.
 func (db *DB) IsMember(ctx context.Context, roomID, userID chat.ID) (bool, error) {
 	var ok bool

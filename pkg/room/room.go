@@ -11,8 +11,9 @@ import (
 	"github.com/chatd/chatd/pkg/chat"
 )
 
-// Users finds accounts by name (the user role).
+// Users finds accounts (the user role).
 type Users interface {
+	User(ctx context.Context, id chat.ID) (chat.User, error)
 	UserByName(ctx context.Context, username string) (chat.User, error)
 }
 
@@ -180,6 +181,32 @@ func (s *Service) RemoveMember(ctx context.Context, caller, roomID, userID chat.
 		return err
 	}
 	return s.publish(chat.ControlEvent{Type: chat.EventMemberRemoved, RoomID: roomID, UserID: userID})
+}
+
+// Members implements chat.RoomService.
+func (s *Service) Members(ctx context.Context, caller, roomID, after chat.ID, limit int) ([]chat.User, error) {
+	if _, err := s.visible(ctx, caller, roomID); err != nil {
+		return nil, err
+	}
+	ids, err := s.store.Members(ctx, roomID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	users := make([]chat.User, 0, len(ids))
+	for _, id := range ids {
+		u, err := s.users.User(ctx, id)
+		if chat.ErrorCode(err) == chat.ENOTFOUND {
+			// The user role may run on another account store than the
+			// room role: a member it does not know is left out.
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		u.Email = "" // members see each other's public profile only
+		users = append(users, u)
+	}
+	return users, nil
 }
 
 // CheckAccess implements chat.RoomService.

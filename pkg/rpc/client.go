@@ -321,6 +321,20 @@ func (r *roomClient) RemoveMember(ctx context.Context, caller, roomID, userID ch
 	return nil
 }
 
+func (r *roomClient) Members(ctx context.Context, caller, roomID, after chat.ID, limit int) ([]chat.User, error) {
+	ctx, cancel := r.c.call(ctx)
+	defer cancel()
+	p, err := r.rpc.ListMembers(ctx, &pb.ListMembersRequest{Caller: int64(caller), RoomId: int64(roomID), After: int64(after), Limit: int32(limit)})
+	if err != nil {
+		return nil, fromStatus(ctx, roomSvc, err)
+	}
+	users := make([]chat.User, len(p.GetUsers()))
+	for i, u := range p.GetUsers() {
+		users[i] = userFromPB(u)
+	}
+	return users, nil
+}
+
 func (r *roomClient) CheckAccess(ctx context.Context, userID, roomID chat.ID) error {
 	ctx, cancel := r.c.call(ctx)
 	defer cancel()

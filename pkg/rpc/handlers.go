@@ -123,6 +123,18 @@ func (s *roomServer) RemoveMember(ctx context.Context, r *pb.RemoveMemberRequest
 	return &pb.RemoveMemberResponse{}, nil
 }
 
+func (s *roomServer) ListMembers(ctx context.Context, r *pb.ListMembersRequest) (*pb.ListMembersResponse, error) {
+	users, err := s.svc.Members(ctx, chat.ID(r.GetCaller()), chat.ID(r.GetRoomId()), chat.ID(r.GetAfter()), int(r.GetLimit()))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*pb.User, len(users))
+	for i, u := range users {
+		out[i] = userToPB(u)
+	}
+	return &pb.ListMembersResponse{Users: out}, nil
+}
+
 func (s *roomServer) CheckAccess(ctx context.Context, r *pb.CheckAccessRequest) (*pb.CheckAccessResponse, error) {
 	if err := s.svc.CheckAccess(ctx, chat.ID(r.GetUserId()), chat.ID(r.GetRoomId())); err != nil {
 		return nil, err

@@ -84,6 +84,7 @@ type fakeRooms struct {
 	room  chat.Room
 	rooms []chat.Room
 	ids   []chat.ID
+	users []chat.User
 	err   error
 	panic bool
 }
@@ -124,6 +125,11 @@ func (f *fakeRooms) AddMember(_ context.Context, caller, roomID chat.ID, usernam
 func (f *fakeRooms) RemoveMember(_ context.Context, caller, roomID, userID chat.ID) error {
 	f.record(caller, roomID, userID)
 	return f.err
+}
+
+func (f *fakeRooms) Members(_ context.Context, caller, roomID, after chat.ID, limit int) ([]chat.User, error) {
+	f.record(caller, roomID, after, limit)
+	return f.users, f.err
 }
 
 func (f *fakeRooms) CheckAccess(_ context.Context, userID, roomID chat.ID) error {
@@ -312,6 +318,12 @@ func TestRoundTrip(t *testing.T) {
 	check(t, "RemoveMember args", rooms.got(), []any{big, big + 1, chat.ID(9)})
 	check(t, "CheckAccess", r.CheckAccess(ctx, 9, big+1), nil)
 	check(t, "CheckAccess args", rooms.got(), []any{chat.ID(9), big + 1})
+	for _, list := range [][]chat.User{{}, {alice, {ID: 7, Username: "bob", CreatedAt: t0}}} {
+		rooms.users = list
+		got, err := r.Members(ctx, big, big+1, big+2, 200)
+		check(t, "Members", []any{got, err}, []any{list, nil})
+		check(t, "Members args", rooms.got(), []any{big, big + 1, big + 2, 200})
+	}
 
 	for _, ids := range [][]chat.ID{nil, {}, {1, big, -5}} {
 		rooms.ids = ids

@@ -270,6 +270,28 @@ func (a *Accounts) IsMember(ctx context.Context, roomID, userID chat.ID) (bool, 
 	return n > 0, nil
 }
 
+// Members returns up to limit member IDs of roomID above after, ascending.
+func (a *Accounts) Members(ctx context.Context, roomID, after chat.ID, limit int) ([]chat.ID, error) {
+	rows, err := a.db.r.QueryContext(ctx, `SELECT user_id FROM members WHERE room_id = ? AND user_id > ?
+		ORDER BY user_id LIMIT ?`, int64(roomID), int64(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("members: %w", err)
+	}
+	defer rows.Close()
+	ids := []chat.ID{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("members: %w", err)
+		}
+		ids = append(ids, chat.ID(id))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("members: %w", err)
+	}
+	return ids, nil
+}
+
 func mustAffect(res sql.Result, op, notFound string) error {
 	n, err := res.RowsAffected()
 	if err != nil {

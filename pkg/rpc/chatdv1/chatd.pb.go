@@ -1448,6 +1448,118 @@ func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
 	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{24}
 }
 
+type ListMembersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Caller        int64                  `protobuf:"varint,1,opt,name=caller,proto3" json:"caller,omitempty"`
+	RoomId        int64                  `protobuf:"varint,2,opt,name=room_id,json=roomId,proto3" json:"room_id,omitempty"`
+	After         int64                  `protobuf:"varint,3,opt,name=after,proto3" json:"after,omitempty"`
+	Limit         int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersRequest) Reset() {
+	*x = ListMembersRequest{}
+	mi := &file_chatd_v1_chatd_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersRequest) ProtoMessage() {}
+
+func (x *ListMembersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatd_v1_chatd_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersRequest.ProtoReflect.Descriptor instead.
+func (*ListMembersRequest) Descriptor() ([]byte, []int) {
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListMembersRequest) GetCaller() int64 {
+	if x != nil {
+		return x.Caller
+	}
+	return 0
+}
+
+func (x *ListMembersRequest) GetRoomId() int64 {
+	if x != nil {
+		return x.RoomId
+	}
+	return 0
+}
+
+func (x *ListMembersRequest) GetAfter() int64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ListMembersRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListMembersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMembersResponse) Reset() {
+	*x = ListMembersResponse{}
+	mi := &file_chatd_v1_chatd_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMembersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMembersResponse) ProtoMessage() {}
+
+func (x *ListMembersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatd_v1_chatd_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMembersResponse.ProtoReflect.Descriptor instead.
+func (*ListMembersResponse) Descriptor() ([]byte, []int) {
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ListMembersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
 type CheckAccessRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        int64                  `protobuf:"varint,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1458,7 +1570,7 @@ type CheckAccessRequest struct {
 
 func (x *CheckAccessRequest) Reset() {
 	*x = CheckAccessRequest{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[25]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1582,7 @@ func (x *CheckAccessRequest) String() string {
 func (*CheckAccessRequest) ProtoMessage() {}
 
 func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[25]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1595,7 @@ func (x *CheckAccessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessRequest.ProtoReflect.Descriptor instead.
 func (*CheckAccessRequest) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{25}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CheckAccessRequest) GetUserId() int64 {
@@ -1508,7 +1620,7 @@ type CheckAccessResponse struct {
 
 func (x *CheckAccessResponse) Reset() {
 	*x = CheckAccessResponse{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[26]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1632,7 @@ func (x *CheckAccessResponse) String() string {
 func (*CheckAccessResponse) ProtoMessage() {}
 
 func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[26]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1645,7 @@ func (x *CheckAccessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckAccessResponse.ProtoReflect.Descriptor instead.
 func (*CheckAccessResponse) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{26}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{28}
 }
 
 type ReadableRoomsRequest struct {
@@ -1545,7 +1657,7 @@ type ReadableRoomsRequest struct {
 
 func (x *ReadableRoomsRequest) Reset() {
 	*x = ReadableRoomsRequest{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[27]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1557,7 +1669,7 @@ func (x *ReadableRoomsRequest) String() string {
 func (*ReadableRoomsRequest) ProtoMessage() {}
 
 func (x *ReadableRoomsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[27]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1570,7 +1682,7 @@ func (x *ReadableRoomsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadableRoomsRequest.ProtoReflect.Descriptor instead.
 func (*ReadableRoomsRequest) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{27}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReadableRoomsRequest) GetUserId() int64 {
@@ -1590,7 +1702,7 @@ type ReadableRoomsResponse struct {
 
 func (x *ReadableRoomsResponse) Reset() {
 	*x = ReadableRoomsResponse{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[28]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1602,7 +1714,7 @@ func (x *ReadableRoomsResponse) String() string {
 func (*ReadableRoomsResponse) ProtoMessage() {}
 
 func (x *ReadableRoomsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[28]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1615,7 +1727,7 @@ func (x *ReadableRoomsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadableRoomsResponse.ProtoReflect.Descriptor instead.
 func (*ReadableRoomsResponse) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{28}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReadableRoomsResponse) GetRoomIds() []int64 {
@@ -1644,7 +1756,7 @@ type LatestRequest struct {
 
 func (x *LatestRequest) Reset() {
 	*x = LatestRequest{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[29]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1768,7 @@ func (x *LatestRequest) String() string {
 func (*LatestRequest) ProtoMessage() {}
 
 func (x *LatestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[29]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1781,7 @@ func (x *LatestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LatestRequest.ProtoReflect.Descriptor instead.
 func (*LatestRequest) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{29}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *LatestRequest) GetUserId() int64 {
@@ -1712,7 +1824,7 @@ type SinceRequest struct {
 
 func (x *SinceRequest) Reset() {
 	*x = SinceRequest{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[30]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1724,7 +1836,7 @@ func (x *SinceRequest) String() string {
 func (*SinceRequest) ProtoMessage() {}
 
 func (x *SinceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[30]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1737,7 +1849,7 @@ func (x *SinceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SinceRequest.ProtoReflect.Descriptor instead.
 func (*SinceRequest) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{30}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SinceRequest) GetUserId() int64 {
@@ -1780,7 +1892,7 @@ type MessagesResponse struct {
 
 func (x *MessagesResponse) Reset() {
 	*x = MessagesResponse{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[31]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1792,7 +1904,7 @@ func (x *MessagesResponse) String() string {
 func (*MessagesResponse) ProtoMessage() {}
 
 func (x *MessagesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[31]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1805,7 +1917,7 @@ func (x *MessagesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagesResponse.ProtoReflect.Descriptor instead.
 func (*MessagesResponse) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{31}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *MessagesResponse) GetMessages() []*Message {
@@ -1843,7 +1955,7 @@ type HistoryRequest struct {
 
 func (x *HistoryRequest) Reset() {
 	*x = HistoryRequest{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[32]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1967,7 @@ func (x *HistoryRequest) String() string {
 func (*HistoryRequest) ProtoMessage() {}
 
 func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[32]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +1980,7 @@ func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
 func (*HistoryRequest) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{32}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *HistoryRequest) GetUserId() int64 {
@@ -1924,7 +2036,7 @@ type HistoryPage struct {
 
 func (x *HistoryPage) Reset() {
 	*x = HistoryPage{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[33]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2048,7 @@ func (x *HistoryPage) String() string {
 func (*HistoryPage) ProtoMessage() {}
 
 func (x *HistoryPage) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[33]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2061,7 @@ func (x *HistoryPage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryPage.ProtoReflect.Descriptor instead.
 func (*HistoryPage) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{33}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *HistoryPage) GetMessages() []*Message {
@@ -1991,7 +2103,7 @@ type SearchRequest struct {
 
 func (x *SearchRequest) Reset() {
 	*x = SearchRequest{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[34]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2003,7 +2115,7 @@ func (x *SearchRequest) String() string {
 func (*SearchRequest) ProtoMessage() {}
 
 func (x *SearchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[34]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2016,7 +2128,7 @@ func (x *SearchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchRequest.ProtoReflect.Descriptor instead.
 func (*SearchRequest) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{34}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SearchRequest) GetUserId() int64 {
@@ -2092,7 +2204,7 @@ type SearchHit struct {
 
 func (x *SearchHit) Reset() {
 	*x = SearchHit{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[35]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2216,7 @@ func (x *SearchHit) String() string {
 func (*SearchHit) ProtoMessage() {}
 
 func (x *SearchHit) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[35]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2229,7 @@ func (x *SearchHit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchHit.ProtoReflect.Descriptor instead.
 func (*SearchHit) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{35}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SearchHit) GetMessage() *Message {
@@ -2149,7 +2261,7 @@ type SearchResult struct {
 
 func (x *SearchResult) Reset() {
 	*x = SearchResult{}
-	mi := &file_chatd_v1_chatd_proto_msgTypes[36]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2273,7 @@ func (x *SearchResult) String() string {
 func (*SearchResult) ProtoMessage() {}
 
 func (x *SearchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_chatd_v1_chatd_proto_msgTypes[36]
+	mi := &file_chatd_v1_chatd_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2286,7 @@ func (x *SearchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchResult.ProtoReflect.Descriptor instead.
 func (*SearchResult) Descriptor() ([]byte, []int) {
-	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{36}
+	return file_chatd_v1_chatd_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SearchResult) GetHits() []*SearchHit {
@@ -2315,7 +2427,14 @@ const file_chatd_v1_chatd_proto_rawDesc = "" +
 	"\x06caller\x18\x01 \x01(\x03R\x06caller\x12\x17\n" +
 	"\aroom_id\x18\x02 \x01(\x03R\x06roomId\x12\x17\n" +
 	"\auser_id\x18\x03 \x01(\x03R\x06userId\"\x16\n" +
-	"\x14RemoveMemberResponse\"F\n" +
+	"\x14RemoveMemberResponse\"q\n" +
+	"\x12ListMembersRequest\x12\x16\n" +
+	"\x06caller\x18\x01 \x01(\x03R\x06caller\x12\x17\n" +
+	"\aroom_id\x18\x02 \x01(\x03R\x06roomId\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\x03R\x05after\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\";\n" +
+	"\x13ListMembersResponse\x12$\n" +
+	"\x05users\x18\x01 \x03(\v2\x0e.chatd.v1.UserR\x05users\"F\n" +
 	"\x12CheckAccessRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\x03R\x06userId\x12\x17\n" +
 	"\aroom_id\x18\x02 \x01(\x03R\x06roomId\"\x15\n" +
@@ -2379,7 +2498,7 @@ const file_chatd_v1_chatd_proto_rawDesc = "" +
 	"\x06Logout\x12\x17.chatd.v1.LogoutRequest\x1a\x18.chatd.v1.LogoutResponse\x12?\n" +
 	"\fAuthenticate\x12\x1d.chatd.v1.AuthenticateRequest\x1a\x10.chatd.v1.Caller\x123\n" +
 	"\aGetUser\x12\x18.chatd.v1.GetUserRequest\x1a\x0e.chatd.v1.User\x12?\n" +
-	"\rGetUserByName\x12\x1e.chatd.v1.GetUserByNameRequest\x1a\x0e.chatd.v1.User2\xfa\x04\n" +
+	"\rGetUserByName\x12\x1e.chatd.v1.GetUserByNameRequest\x1a\x0e.chatd.v1.User2\xc6\x05\n" +
 	"\vRoomService\x129\n" +
 	"\n" +
 	"CreateRoom\x12\x1b.chatd.v1.CreateRoomRequest\x1a\x0e.chatd.v1.Room\x123\n" +
@@ -2391,6 +2510,7 @@ const file_chatd_v1_chatd_proto_rawDesc = "" +
 	"DeleteRoom\x12\x1b.chatd.v1.DeleteRoomRequest\x1a\x1c.chatd.v1.DeleteRoomResponse\x12D\n" +
 	"\tAddMember\x12\x1a.chatd.v1.AddMemberRequest\x1a\x1b.chatd.v1.AddMemberResponse\x12M\n" +
 	"\fRemoveMember\x12\x1d.chatd.v1.RemoveMemberRequest\x1a\x1e.chatd.v1.RemoveMemberResponse\x12J\n" +
+	"\vListMembers\x12\x1c.chatd.v1.ListMembersRequest\x1a\x1d.chatd.v1.ListMembersResponse\x12J\n" +
 	"\vCheckAccess\x12\x1c.chatd.v1.CheckAccessRequest\x1a\x1d.chatd.v1.CheckAccessResponse\x12P\n" +
 	"\rReadableRooms\x12\x1e.chatd.v1.ReadableRoomsRequest\x1a\x1f.chatd.v1.ReadableRoomsResponse2\x81\x02\n" +
 	"\fQueryService\x12=\n" +
@@ -2411,7 +2531,7 @@ func file_chatd_v1_chatd_proto_rawDescGZIP() []byte {
 	return file_chatd_v1_chatd_proto_rawDescData
 }
 
-var file_chatd_v1_chatd_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_chatd_v1_chatd_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_chatd_v1_chatd_proto_goTypes = []any{
 	(*Error)(nil),                 // 0: chatd.v1.Error
 	(*User)(nil),                  // 1: chatd.v1.User
@@ -2438,83 +2558,88 @@ var file_chatd_v1_chatd_proto_goTypes = []any{
 	(*AddMemberResponse)(nil),     // 22: chatd.v1.AddMemberResponse
 	(*RemoveMemberRequest)(nil),   // 23: chatd.v1.RemoveMemberRequest
 	(*RemoveMemberResponse)(nil),  // 24: chatd.v1.RemoveMemberResponse
-	(*CheckAccessRequest)(nil),    // 25: chatd.v1.CheckAccessRequest
-	(*CheckAccessResponse)(nil),   // 26: chatd.v1.CheckAccessResponse
-	(*ReadableRoomsRequest)(nil),  // 27: chatd.v1.ReadableRoomsRequest
-	(*ReadableRoomsResponse)(nil), // 28: chatd.v1.ReadableRoomsResponse
-	(*LatestRequest)(nil),         // 29: chatd.v1.LatestRequest
-	(*SinceRequest)(nil),          // 30: chatd.v1.SinceRequest
-	(*MessagesResponse)(nil),      // 31: chatd.v1.MessagesResponse
-	(*HistoryRequest)(nil),        // 32: chatd.v1.HistoryRequest
-	(*HistoryPage)(nil),           // 33: chatd.v1.HistoryPage
-	(*SearchRequest)(nil),         // 34: chatd.v1.SearchRequest
-	(*SearchHit)(nil),             // 35: chatd.v1.SearchHit
-	(*SearchResult)(nil),          // 36: chatd.v1.SearchResult
-	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*ListMembersRequest)(nil),    // 25: chatd.v1.ListMembersRequest
+	(*ListMembersResponse)(nil),   // 26: chatd.v1.ListMembersResponse
+	(*CheckAccessRequest)(nil),    // 27: chatd.v1.CheckAccessRequest
+	(*CheckAccessResponse)(nil),   // 28: chatd.v1.CheckAccessResponse
+	(*ReadableRoomsRequest)(nil),  // 29: chatd.v1.ReadableRoomsRequest
+	(*ReadableRoomsResponse)(nil), // 30: chatd.v1.ReadableRoomsResponse
+	(*LatestRequest)(nil),         // 31: chatd.v1.LatestRequest
+	(*SinceRequest)(nil),          // 32: chatd.v1.SinceRequest
+	(*MessagesResponse)(nil),      // 33: chatd.v1.MessagesResponse
+	(*HistoryRequest)(nil),        // 34: chatd.v1.HistoryRequest
+	(*HistoryPage)(nil),           // 35: chatd.v1.HistoryPage
+	(*SearchRequest)(nil),         // 36: chatd.v1.SearchRequest
+	(*SearchHit)(nil),             // 37: chatd.v1.SearchHit
+	(*SearchResult)(nil),          // 38: chatd.v1.SearchResult
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
 }
 var file_chatd_v1_chatd_proto_depIdxs = []int32{
-	37, // 0: chatd.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	37, // 1: chatd.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	37, // 2: chatd.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 0: chatd.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	39, // 1: chatd.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	39, // 2: chatd.v1.Session.expires_at:type_name -> google.protobuf.Timestamp
 	1,  // 3: chatd.v1.Caller.user:type_name -> chatd.v1.User
-	37, // 4: chatd.v1.Caller.expires_at:type_name -> google.protobuf.Timestamp
-	37, // 5: chatd.v1.Room.created_at:type_name -> google.protobuf.Timestamp
-	37, // 6: chatd.v1.Message.created_at:type_name -> google.protobuf.Timestamp
-	37, // 7: chatd.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
+	39, // 4: chatd.v1.Caller.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 5: chatd.v1.Room.created_at:type_name -> google.protobuf.Timestamp
+	39, // 6: chatd.v1.Message.created_at:type_name -> google.protobuf.Timestamp
+	39, // 7: chatd.v1.Message.edited_at:type_name -> google.protobuf.Timestamp
 	2,  // 8: chatd.v1.LoginResponse.session:type_name -> chatd.v1.Session
 	1,  // 9: chatd.v1.LoginResponse.user:type_name -> chatd.v1.User
 	4,  // 10: chatd.v1.ListRoomsResponse.rooms:type_name -> chatd.v1.Room
-	5,  // 11: chatd.v1.MessagesResponse.messages:type_name -> chatd.v1.Message
-	37, // 12: chatd.v1.HistoryRequest.from:type_name -> google.protobuf.Timestamp
-	37, // 13: chatd.v1.HistoryRequest.to:type_name -> google.protobuf.Timestamp
-	5,  // 14: chatd.v1.HistoryPage.messages:type_name -> chatd.v1.Message
-	37, // 15: chatd.v1.SearchRequest.from:type_name -> google.protobuf.Timestamp
-	37, // 16: chatd.v1.SearchRequest.to:type_name -> google.protobuf.Timestamp
-	5,  // 17: chatd.v1.SearchHit.message:type_name -> chatd.v1.Message
-	35, // 18: chatd.v1.SearchResult.hits:type_name -> chatd.v1.SearchHit
-	6,  // 19: chatd.v1.UserService.Register:input_type -> chatd.v1.RegisterRequest
-	7,  // 20: chatd.v1.UserService.Login:input_type -> chatd.v1.LoginRequest
-	9,  // 21: chatd.v1.UserService.Logout:input_type -> chatd.v1.LogoutRequest
-	11, // 22: chatd.v1.UserService.Authenticate:input_type -> chatd.v1.AuthenticateRequest
-	12, // 23: chatd.v1.UserService.GetUser:input_type -> chatd.v1.GetUserRequest
-	13, // 24: chatd.v1.UserService.GetUserByName:input_type -> chatd.v1.GetUserByNameRequest
-	14, // 25: chatd.v1.RoomService.CreateRoom:input_type -> chatd.v1.CreateRoomRequest
-	15, // 26: chatd.v1.RoomService.GetRoom:input_type -> chatd.v1.GetRoomRequest
-	16, // 27: chatd.v1.RoomService.ListRooms:input_type -> chatd.v1.ListRoomsRequest
-	18, // 28: chatd.v1.RoomService.UpdateRoom:input_type -> chatd.v1.UpdateRoomRequest
-	19, // 29: chatd.v1.RoomService.DeleteRoom:input_type -> chatd.v1.DeleteRoomRequest
-	21, // 30: chatd.v1.RoomService.AddMember:input_type -> chatd.v1.AddMemberRequest
-	23, // 31: chatd.v1.RoomService.RemoveMember:input_type -> chatd.v1.RemoveMemberRequest
-	25, // 32: chatd.v1.RoomService.CheckAccess:input_type -> chatd.v1.CheckAccessRequest
-	27, // 33: chatd.v1.RoomService.ReadableRooms:input_type -> chatd.v1.ReadableRoomsRequest
-	29, // 34: chatd.v1.QueryService.Latest:input_type -> chatd.v1.LatestRequest
-	30, // 35: chatd.v1.QueryService.Since:input_type -> chatd.v1.SinceRequest
-	32, // 36: chatd.v1.QueryService.History:input_type -> chatd.v1.HistoryRequest
-	34, // 37: chatd.v1.QueryService.Search:input_type -> chatd.v1.SearchRequest
-	1,  // 38: chatd.v1.UserService.Register:output_type -> chatd.v1.User
-	8,  // 39: chatd.v1.UserService.Login:output_type -> chatd.v1.LoginResponse
-	10, // 40: chatd.v1.UserService.Logout:output_type -> chatd.v1.LogoutResponse
-	3,  // 41: chatd.v1.UserService.Authenticate:output_type -> chatd.v1.Caller
-	1,  // 42: chatd.v1.UserService.GetUser:output_type -> chatd.v1.User
-	1,  // 43: chatd.v1.UserService.GetUserByName:output_type -> chatd.v1.User
-	4,  // 44: chatd.v1.RoomService.CreateRoom:output_type -> chatd.v1.Room
-	4,  // 45: chatd.v1.RoomService.GetRoom:output_type -> chatd.v1.Room
-	17, // 46: chatd.v1.RoomService.ListRooms:output_type -> chatd.v1.ListRoomsResponse
-	4,  // 47: chatd.v1.RoomService.UpdateRoom:output_type -> chatd.v1.Room
-	20, // 48: chatd.v1.RoomService.DeleteRoom:output_type -> chatd.v1.DeleteRoomResponse
-	22, // 49: chatd.v1.RoomService.AddMember:output_type -> chatd.v1.AddMemberResponse
-	24, // 50: chatd.v1.RoomService.RemoveMember:output_type -> chatd.v1.RemoveMemberResponse
-	26, // 51: chatd.v1.RoomService.CheckAccess:output_type -> chatd.v1.CheckAccessResponse
-	28, // 52: chatd.v1.RoomService.ReadableRooms:output_type -> chatd.v1.ReadableRoomsResponse
-	31, // 53: chatd.v1.QueryService.Latest:output_type -> chatd.v1.MessagesResponse
-	31, // 54: chatd.v1.QueryService.Since:output_type -> chatd.v1.MessagesResponse
-	33, // 55: chatd.v1.QueryService.History:output_type -> chatd.v1.HistoryPage
-	36, // 56: chatd.v1.QueryService.Search:output_type -> chatd.v1.SearchResult
-	38, // [38:57] is the sub-list for method output_type
-	19, // [19:38] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	1,  // 11: chatd.v1.ListMembersResponse.users:type_name -> chatd.v1.User
+	5,  // 12: chatd.v1.MessagesResponse.messages:type_name -> chatd.v1.Message
+	39, // 13: chatd.v1.HistoryRequest.from:type_name -> google.protobuf.Timestamp
+	39, // 14: chatd.v1.HistoryRequest.to:type_name -> google.protobuf.Timestamp
+	5,  // 15: chatd.v1.HistoryPage.messages:type_name -> chatd.v1.Message
+	39, // 16: chatd.v1.SearchRequest.from:type_name -> google.protobuf.Timestamp
+	39, // 17: chatd.v1.SearchRequest.to:type_name -> google.protobuf.Timestamp
+	5,  // 18: chatd.v1.SearchHit.message:type_name -> chatd.v1.Message
+	37, // 19: chatd.v1.SearchResult.hits:type_name -> chatd.v1.SearchHit
+	6,  // 20: chatd.v1.UserService.Register:input_type -> chatd.v1.RegisterRequest
+	7,  // 21: chatd.v1.UserService.Login:input_type -> chatd.v1.LoginRequest
+	9,  // 22: chatd.v1.UserService.Logout:input_type -> chatd.v1.LogoutRequest
+	11, // 23: chatd.v1.UserService.Authenticate:input_type -> chatd.v1.AuthenticateRequest
+	12, // 24: chatd.v1.UserService.GetUser:input_type -> chatd.v1.GetUserRequest
+	13, // 25: chatd.v1.UserService.GetUserByName:input_type -> chatd.v1.GetUserByNameRequest
+	14, // 26: chatd.v1.RoomService.CreateRoom:input_type -> chatd.v1.CreateRoomRequest
+	15, // 27: chatd.v1.RoomService.GetRoom:input_type -> chatd.v1.GetRoomRequest
+	16, // 28: chatd.v1.RoomService.ListRooms:input_type -> chatd.v1.ListRoomsRequest
+	18, // 29: chatd.v1.RoomService.UpdateRoom:input_type -> chatd.v1.UpdateRoomRequest
+	19, // 30: chatd.v1.RoomService.DeleteRoom:input_type -> chatd.v1.DeleteRoomRequest
+	21, // 31: chatd.v1.RoomService.AddMember:input_type -> chatd.v1.AddMemberRequest
+	23, // 32: chatd.v1.RoomService.RemoveMember:input_type -> chatd.v1.RemoveMemberRequest
+	25, // 33: chatd.v1.RoomService.ListMembers:input_type -> chatd.v1.ListMembersRequest
+	27, // 34: chatd.v1.RoomService.CheckAccess:input_type -> chatd.v1.CheckAccessRequest
+	29, // 35: chatd.v1.RoomService.ReadableRooms:input_type -> chatd.v1.ReadableRoomsRequest
+	31, // 36: chatd.v1.QueryService.Latest:input_type -> chatd.v1.LatestRequest
+	32, // 37: chatd.v1.QueryService.Since:input_type -> chatd.v1.SinceRequest
+	34, // 38: chatd.v1.QueryService.History:input_type -> chatd.v1.HistoryRequest
+	36, // 39: chatd.v1.QueryService.Search:input_type -> chatd.v1.SearchRequest
+	1,  // 40: chatd.v1.UserService.Register:output_type -> chatd.v1.User
+	8,  // 41: chatd.v1.UserService.Login:output_type -> chatd.v1.LoginResponse
+	10, // 42: chatd.v1.UserService.Logout:output_type -> chatd.v1.LogoutResponse
+	3,  // 43: chatd.v1.UserService.Authenticate:output_type -> chatd.v1.Caller
+	1,  // 44: chatd.v1.UserService.GetUser:output_type -> chatd.v1.User
+	1,  // 45: chatd.v1.UserService.GetUserByName:output_type -> chatd.v1.User
+	4,  // 46: chatd.v1.RoomService.CreateRoom:output_type -> chatd.v1.Room
+	4,  // 47: chatd.v1.RoomService.GetRoom:output_type -> chatd.v1.Room
+	17, // 48: chatd.v1.RoomService.ListRooms:output_type -> chatd.v1.ListRoomsResponse
+	4,  // 49: chatd.v1.RoomService.UpdateRoom:output_type -> chatd.v1.Room
+	20, // 50: chatd.v1.RoomService.DeleteRoom:output_type -> chatd.v1.DeleteRoomResponse
+	22, // 51: chatd.v1.RoomService.AddMember:output_type -> chatd.v1.AddMemberResponse
+	24, // 52: chatd.v1.RoomService.RemoveMember:output_type -> chatd.v1.RemoveMemberResponse
+	26, // 53: chatd.v1.RoomService.ListMembers:output_type -> chatd.v1.ListMembersResponse
+	28, // 54: chatd.v1.RoomService.CheckAccess:output_type -> chatd.v1.CheckAccessResponse
+	30, // 55: chatd.v1.RoomService.ReadableRooms:output_type -> chatd.v1.ReadableRoomsResponse
+	33, // 56: chatd.v1.QueryService.Latest:output_type -> chatd.v1.MessagesResponse
+	33, // 57: chatd.v1.QueryService.Since:output_type -> chatd.v1.MessagesResponse
+	35, // 58: chatd.v1.QueryService.History:output_type -> chatd.v1.HistoryPage
+	38, // 59: chatd.v1.QueryService.Search:output_type -> chatd.v1.SearchResult
+	40, // [40:60] is the sub-list for method output_type
+	20, // [20:40] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_chatd_v1_chatd_proto_init() }
@@ -2529,7 +2654,7 @@ func file_chatd_v1_chatd_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatd_v1_chatd_proto_rawDesc), len(file_chatd_v1_chatd_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -247,6 +247,42 @@ test('room management: private room, add member, rename, leave, delete', () => w
   await Promise.all([alice.context().close(), bob.context().close()]);
 }));
 
+test('members: everyone in a private room sees the list, the owner removes a member who is told at once', () => withServer(async (server) => {
+  const alice = await newPage(browser, server);
+  const bob = await newPage(browser, server);
+  await registerUI(alice, 'alice');
+  await registerUI(bob, 'bob');
+  await createRoomUI(alice, 'club', { isPrivate: true });
+  await alice.click('#add-member-btn');
+  await alice.fill('#member-username', 'bob');
+  await alice.click('#member-form button[type=submit]');
+  await alice.waitForSelector('#member-dialog', { state: 'hidden' });
+  await bob.click('#refresh-rooms');
+  await openRoomUI(bob, 'club');
+
+  // bob sees both members and no Remove button: only the owner removes.
+  await bob.click('#members-btn');
+  await bob.waitForFunction(() => document.querySelectorAll('#members-list li').length === 2);
+  const bobView = await bob.locator('#members-list').innerText();
+  assert.match(bobView, /@alice[\s\S]*owner/);
+  assert.match(bobView, /@bob/);
+  assert.equal(await bob.locator('#members-list button').count(), 0, 'a member can remove others');
+  await bob.click('#members-dialog [data-close]');
+
+  // alice removes bob: the list drops him and his open room goes away live.
+  await alice.click('#members-btn');
+  await alice.locator('#members-list button', { hasText: 'Remove' }).waitFor();
+  assert.equal(await alice.locator('#members-list button').count(), 1, 'the owner can be removed');
+  await alice.click('#members-list button[aria-label="Remove @bob"]');
+  await alice.waitForFunction(() => document.querySelectorAll('#members-list li').length === 1);
+  await assertText(alice, '#notice', /removed @bob/i);
+  await roomButton(bob, 'club').waitFor({ state: 'detached' });
+  await assertText(bob, '#notice', /club.*no longer available/);
+  assert.ok(await bob.isHidden('#composer'));
+  noErrors(alice, bob);
+  await Promise.all([alice.context().close(), bob.context().close()]);
+}));
+
 test('scrolling up loads 200 older messages smoothly, without jumps or duplicates', () => withServer(async (server) => {
   const u = await server.newUser('reader');
   const room = await server.api('POST', '/rooms', { name: 'archive' }, u.token);

@@ -752,6 +752,7 @@ function renderRoomHeader() {
   $('rename-room-btn').hidden = !owner;
   $('delete-room-btn').hidden = !owner;
   $('add-member-btn').hidden = !(owner && room.private);
+  $('members-btn').hidden = !(room && room.private);
   $('search-scope').querySelector('option[value=room]').disabled = !room;
 }
 
@@ -864,6 +865,74 @@ async function onAddMember(ev) {
     else if (e.status === 403) fieldError('member-username', 'Only the owner can add members.');
     else fieldError('member-username', errText(e));
   }
+}
+
+// ---------------------------------------------------------------- members
+
+const membersPage = 200;
+let membersAfter = null; // next_after of the last page shown, null when done
+
+async function onShowMembers() {
+  const room = state.rooms.get(state.current);
+  if (!room) return;
+  const d = $('members-dialog');
+  d.dataset.roomId = room.id;
+  $('members-dialog-title').textContent = `Members of ${room.name}`;
+  $('members-list').replaceChildren();
+  membersAfter = null;
+  openDialog(d);
+  await loadMembers();
+}
+
+async function loadMembers() {
+  const d = $('members-dialog');
+  const room = state.rooms.get(d.dataset.roomId);
+  if (!room) return;
+  const after = membersAfter ? `&after=${encodeURIComponent(membersAfter)}` : '';
+  try {
+    const page = await call('GET', `/rooms/${room.id}/members?limit=${membersPage}${after}`);
+    for (const m of page.members) $('members-list').append(memberItem(room, m));
+    membersAfter = page.next_after;
+    $('members-more').hidden = !membersAfter;
+  } catch (e) {
+    $('members-error').textContent = errText(e);
+  }
+}
+
+function memberItem(room, m) {
+  const li = document.createElement('li');
+  li.dataset.userId = m.id;
+  const name = document.createElement('span');
+  name.className = 'member-name';
+  name.textContent = m.display_name && m.display_name !== m.username ? `${m.display_name} (@${m.username})` : `@${m.username}`;
+  li.append(name);
+  if (m.id === room.owner_id) {
+    const tag = document.createElement('span');
+    tag.className = 'muted';
+    tag.textContent = 'owner';
+    li.append(tag);
+  } else if (state.me && room.owner_id === state.me.id) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'small-btn danger';
+    b.textContent = 'Remove';
+    b.setAttribute('aria-label', `Remove @${m.username}`);
+    b.addEventListener('click', async () => {
+      $('members-error').textContent = '';
+      b.disabled = true;
+      try {
+        await call('DELETE', `/rooms/${room.id}/members/${m.id}`);
+        li.remove();
+        notice(`Removed @${m.username} from the room.`);
+      } catch (e) {
+        // Already gone (removed elsewhere, or left): the list was stale.
+        if (e.status === 404) li.remove();
+        else { b.disabled = false; $('members-error').textContent = errText(e); }
+      }
+    });
+    li.append(b);
+  }
+  return li;
 }
 
 let confirmAction = null;
@@ -1191,6 +1260,8 @@ function wire() {
   $('add-member-btn').addEventListener('click', () => { $('member-username').value = ''; openDialog($('member-dialog')); });
   $('room-form').addEventListener('submit', onRoomSubmit);
   $('member-form').addEventListener('submit', onAddMember);
+  $('members-btn').addEventListener('click', onShowMembers);
+  $('members-more').addEventListener('click', loadMembers);
   $('confirm-form').addEventListener('submit', onConfirm);
   for (const b of document.querySelectorAll('dialog [data-close]')) {
     b.addEventListener('click', () => b.closest('dialog').close());
