@@ -3,6 +3,8 @@ package scylla
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -25,6 +27,15 @@ func testHosts(tb testing.TB) []string {
 	return strings.Split(v, ",")
 }
 
+// testConfig is the test server's hosts and credentials
+// (CHATD_TEST_CASSANDRA_USERNAME and _PASSWORD: it requires a login, as a
+// production ScyllaDB does).
+func testConfig(tb testing.TB) Config {
+	tb.Helper()
+	return Config{Hosts: testHosts(tb), Username: os.Getenv("CHATD_TEST_CASSANDRA_USERNAME"),
+		Password: os.Getenv("CHATD_TEST_CASSANDRA_PASSWORD"), Timeout: 30 * time.Second}
+}
+
 func testLogger() *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -43,7 +54,7 @@ var (
 
 func openStore(tb testing.TB, span time.Duration) *Store {
 	tb.Helper()
-	hosts := testHosts(tb)
+	cfg := testConfig(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	keyspacesMu.Lock()
@@ -55,7 +66,8 @@ func openStore(tb testing.TB, span time.Duration) *Store {
 		_, _ = rand.Read(b)
 		ks = "chatd_test_" + hex.EncodeToString(b)
 	}
-	s, err := Open(ctx, Config{Hosts: hosts, Keyspace: ks, BucketSpan: span, Timeout: 30 * time.Second}, testLogger())
+	cfg.Keyspace, cfg.BucketSpan = ks, span
+	s, err := Open(ctx, cfg, testLogger())
 	if err != nil {
 		tb.Fatalf("Open: %v", err)
 	}
@@ -81,7 +93,8 @@ func dropKeyspaces() {
 		return
 	}
 	ctx := context.Background()
-	s, err := Open(ctx, Config{Hosts: strings.Split(hosts, ","), Timeout: 30 * time.Second}, nil)
+	s, err := Open(ctx, Config{Hosts: strings.Split(hosts, ","), Timeout: 30 * time.Second,
+		Username: os.Getenv("CHATD_TEST_CASSANDRA_USERNAME"), Password: os.Getenv("CHATD_TEST_CASSANDRA_PASSWORD")}, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "drop test keyspaces:", err)
 		return
@@ -183,7 +196,9 @@ func checkIDs(t *testing.T, what string, got, want []chat.Message) {
 // TestBucketSpanIsFixed checks that a keyspace refuses a second span.
 func TestBucketSpanIsFixed(t *testing.T) {
 	s := openStore(t, time.Hour)
-	other, err := Open(context.Background(), Config{Hosts: testHosts(t), Keyspace: s.cfg.Keyspace, BucketSpan: 2 * time.Hour}, testLogger())
+	cfg := testConfig(t)
+	cfg.Keyspace, cfg.BucketSpan = s.cfg.Keyspace, 2*time.Hour
+	other, err := Open(context.Background(), cfg, testLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,5 +226,77 @@ func TestSplitCQL(t *testing.T) {
 	got := splitCQL("-- a comment; with a semicolon\nCREATE x;\n\n  -- another\nCREATE y (a int);\n")
 	if len(got) != 2 || got[0] != "CREATE x" || got[1] != "CREATE y (a int)" {
 		t.Fatalf("splitCQL = %q", got)
+	}
+}
+
+// TestLoginAndTLSOnRealServer runs against the test Cassandra, which
+// requires a login and takes TLS on its CQL port: the store logs in, a bad
+// password or none is refused with the server's reason, and over TLS the
+// node's certificate is verified against the configured CA.
+func TestLoginAndTLSOnRealServer(t *testing.T) {
+	base := testConfig(t)
+	if base.Username == "" {
+		t.Skip("CHATD_TEST_CASSANDRA_USERNAME not set")
+	}
+	open := func(cfg Config) (*Store, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cfg.Timeout = 10 * time.Second
+		return Open(ctx, cfg, testLogger())
+	}
+	for name, mod := range map[string]func(*Config){
+		"wrong password": func(c *Config) { c.Password += "-wrong" },
+		"no login":       func(c *Config) { c.Username, c.Password = "", "" },
+	} {
+		cfg := base
+		mod(&cfg)
+		if s, err := open(cfg); err == nil {
+			s.Close()
+			t.Errorf("%s: connected", name)
+		} else if !strings.Contains(strings.ToLower(err.Error()), "auth") && !strings.Contains(err.Error(), "password") {
+			t.Errorf("%s: %v, want the server's authentication error", name, err)
+		}
+	}
+
+	caFile := os.Getenv("CHATD_TEST_CASSANDRA_TLS_CA")
+	if caFile == "" {
+		t.Skip("CHATD_TEST_CASSANDRA_TLS_CA not set")
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", caFile)
+	}
+	// Over TLS, logged in: a write and a read through the same session.
+	cfg := base
+	cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	cfg.Keyspace = openStore(t, time.Hour).cfg.Keyspace // created and migrated already
+	s, err := open(cfg)
+	if err != nil {
+		t.Fatalf("open over TLS: %v", err)
+	}
+	defer s.Close()
+	g, _ := chat.NewIDGen(5)
+	room, _ := g.Next()
+	id, at := g.Next()
+	m := chat.Message{ID: id, RoomID: room, UserID: 1, Username: "u", Body: "over tls", CreatedAt: at}
+	ctx := context.Background()
+	if err := s.WriteMessages(ctx, []chat.Message{m}); err != nil {
+		t.Fatalf("write over TLS: %v", err)
+	}
+	got, err := s.MessagesBefore(ctx, room, 0, 10)
+	if err != nil || len(got) != 1 || got[0].Body != "over tls" {
+		t.Fatalf("read over TLS: %v %v", got, err)
+	}
+
+	// A CA that did not sign the node's certificate is refused.
+	other := chattest.NewCerts(t)
+	cfg.TLS = other.ClientTLS
+	if s, err := open(cfg); err == nil {
+		s.Close()
+		t.Fatal("connected over TLS to a node the configured CA did not sign")
 	}
 }

@@ -2,6 +2,10 @@
 # Apache Cassandra 5.0 (stand-in for ScyllaDB) on 127.0.0.1:9042, single node,
 # from Maven Central jars (maven/cassandra/pom.xml), minimal cassandra.yaml
 # written here, Java 17 flags from Cassandra's conf/jvm17-server.options.
+# Clients log in (PasswordAuthenticator, the default superuser
+# cassandra/cassandra), as on a production ScyllaDB, and may use TLS on the
+# same port (optional client encryption; private CA in
+# $CHATD_TS_DIR/cassandra/tls/ca.pem).
 # usage: cassandra.sh start [--no-wait]|wait|stop|status
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -15,9 +19,32 @@ PIDFILE="$TS_RUN_DIR/cassandra.pid"
 LOG="$TS_LOG_DIR/cassandra.log"
 START_TIMEOUT="${CASSANDRA_START_TIMEOUT:-180}"
 READY_LINE='Starting listening for CQL clients'
+KEYSTORE_PASSWORD=chatd-test
+CQL_USER=cassandra CQL_PASSWORD=cassandra
+
+# write_tls makes, once, a private CA and the node's certificate for
+# 127.0.0.1 and localhost, in a PKCS#12 keystore for Cassandra.
+write_tls() {
+  local t="$DIR/tls"
+  if [ -s "$t/keystore.p12" ] && [ -s "$t/ca.pem" ]; then return 0; fi
+  mkdir -p "$t"
+  (
+    cd "$t"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=chatd test Cassandra CA" -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+      -keyout node.key -out node.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >node.ext
+    openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile node.ext -out node.crt 2>/dev/null
+    openssl pkcs12 -export -in node.crt -inkey node.key -name node \
+      -passout "pass:$KEYSTORE_PASSWORD" -out keystore.p12.tmp && mv -f keystore.p12.tmp keystore.p12
+  ) || die "cassandra: making the TLS certificates failed"
+}
 
 write_config() {
   mkdir -p "$DIR/conf" "$DIR/data" "$DIR/commitlog" "$DIR/saved_caches" "$DIR/hints" "$DIR/cdc_raw" "$DIR/logs" "$DIR/triggers"
+  write_tls
   cat >"$CONF" <<YAML
 # written by scripts/testservers/cassandra.sh – single-node test server
 cluster_name: chatd-test
@@ -41,8 +68,15 @@ storage_port: $STORAGE_PORT
 native_transport_port: $CQL_PORT
 start_native_transport: true
 endpoint_snitch: SimpleSnitch
-authenticator: AllowAllAuthenticator
+authenticator: PasswordAuthenticator
 authorizer: AllowAllAuthorizer
+client_encryption_options:
+  enabled: true
+  optional: true
+  keystore: $DIR/tls/keystore.p12
+  keystore_password: $KEYSTORE_PASSWORD
+  store_type: PKCS12
+  require_client_auth: false
 auto_bootstrap: false
 # tests create and drop keyspaces a lot: no snapshots on drop/truncate
 auto_snapshot: false
@@ -97,7 +131,12 @@ JVM17_OPTS=(
   -Dio.netty.allocator.maxOrder=11
 )
 
-ready() { port_open "$CQL_PORT" && grep -q "$READY_LINE" "$LOG"; }
+# Ready once CQL listens and takes the login: a fresh node creates its
+# default superuser only after it starts listening.
+ready() {
+  port_open "$CQL_PORT" && grep -q "$READY_LINE" "$LOG" &&
+    python3 "$(dirname "$0")/cqllogin.py" 127.0.0.1 "$CQL_PORT" "$CQL_USER" "$CQL_PASSWORD" 2>/dev/null
+}
 
 start() {
   if pid_alive "$PIDFILE" && port_open "$CQL_PORT"; then log "cassandra already running"; return 0; fi

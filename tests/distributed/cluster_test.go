@@ -50,17 +50,23 @@ var (
 // servers are the addresses the integration tier exports.
 type servers struct {
 	postgresDSN, redisURL, natsURL, kafkaBrokers, cassandraHosts, elasticURL, elasticFlavor string
+	// The test Cassandra requires a login and takes TLS (its CA): the
+	// store role's processes use both, as against a production ScyllaDB.
+	cassandraUser, cassandraPassword, cassandraCA string
 }
 
 func serversFromEnv() (servers, []string) {
 	s := servers{
-		postgresDSN:    os.Getenv("CHATD_TEST_POSTGRES_DSN"),
-		redisURL:       os.Getenv("CHATD_TEST_REDIS_URL"),
-		natsURL:        os.Getenv("CHATD_TEST_NATS_URL"),
-		kafkaBrokers:   os.Getenv("CHATD_TEST_KAFKA_BROKERS"),
-		cassandraHosts: os.Getenv("CHATD_TEST_CASSANDRA_HOSTS"),
-		elasticURL:     os.Getenv("CHATD_TEST_ELASTIC_URL"),
-		elasticFlavor:  os.Getenv("CHATD_TEST_ELASTIC_FLAVOR"),
+		postgresDSN:       os.Getenv("CHATD_TEST_POSTGRES_DSN"),
+		redisURL:          os.Getenv("CHATD_TEST_REDIS_URL"),
+		natsURL:           os.Getenv("CHATD_TEST_NATS_URL"),
+		kafkaBrokers:      os.Getenv("CHATD_TEST_KAFKA_BROKERS"),
+		cassandraHosts:    os.Getenv("CHATD_TEST_CASSANDRA_HOSTS"),
+		cassandraUser:     os.Getenv("CHATD_TEST_CASSANDRA_USERNAME"),
+		cassandraPassword: os.Getenv("CHATD_TEST_CASSANDRA_PASSWORD"),
+		cassandraCA:       os.Getenv("CHATD_TEST_CASSANDRA_TLS_CA"),
+		elasticURL:        os.Getenv("CHATD_TEST_ELASTIC_URL"),
+		elasticFlavor:     os.Getenv("CHATD_TEST_ELASTIC_FLAVOR"),
 	}
 	if s.elasticFlavor == "" {
 		s.elasticFlavor = "elasticsearch"
@@ -168,7 +174,8 @@ func withSearchPath(dsn, schema string) string {
 }
 
 func (ns *namespace) scyllaConfig() scylla.Config {
-	return scylla.Config{Hosts: splitList(ns.srv.cassandraHosts), Keyspace: ns.keyspace}
+	return scylla.Config{Hosts: splitList(ns.srv.cassandraHosts), Keyspace: ns.keyspace,
+		Username: ns.srv.cassandraUser, Password: ns.srv.cassandraPassword}
 }
 
 // cassandra returns a store client on the run's keyspace, to read what the
@@ -209,6 +216,9 @@ func (ns *namespace) drop(t *testing.T) {
 	}
 	cluster := gocql.NewCluster(splitList(ns.srv.cassandraHosts)...)
 	cluster.Timeout = 30 * time.Second
+	if ns.srv.cassandraUser != "" {
+		cluster.Authenticator = gocql.PasswordAuthenticator{Username: ns.srv.cassandraUser, Password: ns.srv.cassandraPassword}
+	}
 	if s, err := cluster.CreateSession(); err == nil {
 		errs = append(errs, s.Query("DROP KEYSPACE IF EXISTS "+ns.keyspace).WithContext(ctx).Exec())
 		s.Close()
@@ -277,7 +287,12 @@ func (ns *namespace) logEnv() []string {
 }
 
 func (ns *namespace) storeEnv() []string {
-	return []string{"CHATD_STORE_BACKEND=scylla", "CHATD_SCYLLA_HOSTS=" + ns.srv.cassandraHosts, "CHATD_SCYLLA_KEYSPACE=" + ns.keyspace}
+	env := []string{"CHATD_STORE_BACKEND=scylla", "CHATD_SCYLLA_HOSTS=" + ns.srv.cassandraHosts, "CHATD_SCYLLA_KEYSPACE=" + ns.keyspace,
+		"CHATD_SCYLLA_USERNAME=" + ns.srv.cassandraUser, "CHATD_SCYLLA_PASSWORD=" + ns.srv.cassandraPassword}
+	if ns.srv.cassandraCA != "" {
+		env = append(env, "CHATD_SCYLLA_TLS_ENABLED=true", "CHATD_SCYLLA_TLS_CA_FILE="+ns.srv.cassandraCA)
+	}
+	return env
 }
 
 func (ns *namespace) searchEnv() []string {
