@@ -244,64 +244,97 @@ func TestSearchRoomShapes(t *testing.T) {
 		{"many of many by author", roomRange(0, rooms-roomsPerQuery-1), 1},
 	} {
 		for _, probe := range []bool{true, false} {
-			name := tc.name
-			if !probe {
-				// Every shape, however few the matches.
-				name += ", no probe"
-			}
-			t.Run(name, func(t *testing.T) {
+			for _, cache := range []string{"warm", "partial", "cold"} {
+				name := tc.name
 				if !probe {
-					old := fewMatches
-					fewMatches = 0
-					defer func() { fewMatches = old }()
+					// Every shape, however few the matches.
+					name += ", no probe"
 				}
-				want := map[chat.ID]bool{}
-				var newest []chat.Message
-				for _, m := range slices.Backward(msgs) {
-					if slices.Contains(tc.rooms, m.RoomID) && (tc.user == 0 || m.UserID == tc.user) {
-						want[m.ID] = true
-						newest = append(newest, m)
+				// The room cache answers what it holds and docs the rest:
+				// every state gives the same results.
+				name += ", " + cache + " room cache"
+				t.Run(name, func(t *testing.T) {
+					setRoomCache(t, s, msgs, cache)
+					if !probe {
+						old := fewMatches
+						fewMatches = 0
+						defer func() { fewMatches = old }()
 					}
-				}
-				// The ranked window puts the better matches of the newest
-				// first.
-				doubles := 0
-				for _, m := range newest[:min(rankWindow, len(newest))] {
-					if m.Body == "needle needle" {
-						doubles++
-					}
-				}
-				q := chat.SearchQuery{Text: "needle", RoomIDs: tc.rooms, UserID: tc.user, Limit: 200}
-				seen := map[chat.ID]bool{}
-				var pos int
-				for page := 0; ; page++ {
-					res, err := s.Search(ctx, q)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if res.Total != int64(len(want)) {
-						t.Fatalf("page %d: Total %d, want %d", page, res.Total, len(want))
-					}
-					for _, h := range res.Hits {
-						if !want[h.Message.ID] || seen[h.Message.ID] {
-							t.Fatalf("page %d: hit %d unwanted or repeated", page, h.Message.ID)
+					want := map[chat.ID]bool{}
+					var newest []chat.Message
+					for _, m := range slices.Backward(msgs) {
+						if slices.Contains(tc.rooms, m.RoomID) && (tc.user == 0 || m.UserID == tc.user) {
+							want[m.ID] = true
+							newest = append(newest, m)
 						}
-						seen[h.Message.ID] = true
-						if (pos < doubles) != (h.Message.Body == "needle needle") && pos < rankWindow {
-							t.Fatalf("hit %d at %d is %q, want the better match first", h.Message.ID, pos, h.Message.Body)
+					}
+					// The ranked window puts the better matches of the newest
+					// first.
+					doubles := 0
+					for _, m := range newest[:min(rankWindow, len(newest))] {
+						if m.Body == "needle needle" {
+							doubles++
 						}
-						pos++
 					}
-					if res.NextCursor == "" {
-						break
+					q := chat.SearchQuery{Text: "needle", RoomIDs: tc.rooms, UserID: tc.user, Limit: 200}
+					seen := map[chat.ID]bool{}
+					var pos int
+					for page := 0; ; page++ {
+						res, err := s.Search(ctx, q)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if res.Total != int64(len(want)) {
+							t.Fatalf("page %d: Total %d, want %d", page, res.Total, len(want))
+						}
+						for _, h := range res.Hits {
+							if !want[h.Message.ID] || seen[h.Message.ID] {
+								t.Fatalf("page %d: hit %d unwanted or repeated", page, h.Message.ID)
+							}
+							seen[h.Message.ID] = true
+							if (pos < doubles) != (h.Message.Body == "needle needle") && pos < rankWindow {
+								t.Fatalf("hit %d at %d is %q, want the better match first", h.Message.ID, pos, h.Message.Body)
+							}
+							pos++
+						}
+						if res.NextCursor == "" {
+							break
+						}
+						q.Cursor = res.NextCursor
 					}
-					q.Cursor = res.NextCursor
-				}
-				if len(seen) != len(want) {
-					t.Fatalf("paging found %d of %d", len(seen), len(want))
-				}
-			})
+					if len(seen) != len(want) {
+						t.Fatalf("paging found %d of %d", len(seen), len(want))
+					}
+				})
+			}
 		}
+	}
+}
+
+// setRoomCache puts s's room cache in a state: "warm" holds every message
+// of msgs, "partial" every other one, "cold" none.
+func setRoomCache(t *testing.T, s *Search, msgs []chat.Message, state string) {
+	t.Helper()
+	<-s.rc.done // the loader would otherwise overwrite the state
+	s.mu.Lock()
+	var entries []roomEntry
+	for i, m := range msgs {
+		n, ok := s.rooms[m.RoomID]
+		if !ok {
+			s.mu.Unlock()
+			t.Fatalf("room %d has no number", m.RoomID)
+		}
+		if state == "warm" || state == "partial" && i%2 == 0 {
+			entries = append(entries, roomEntry{int64(m.ID), uint32(n)})
+		}
+	}
+	s.mu.Unlock()
+	s.rc.mu.Lock()
+	s.rc.snap.Store(&roomSnap{})
+	s.rc.mu.Unlock()
+	s.rc.add(entries)
+	if got := s.rc.snap.Load().len(); got != len(entries) {
+		t.Fatalf("room cache holds %d, want %d", got, len(entries))
 	}
 }
 

@@ -59,6 +59,8 @@ type Search struct {
 	insert      insertStmts
 	insertFTS   *sql.Stmt
 	insertDocs  insertStmts
+	// rc answers the room checks of many-room searches from memory.
+	rc *roomCache
 }
 
 var _ chat.SearchIndex = (*Search)(nil)
@@ -102,8 +104,12 @@ func roomWords(n int64, words []string) string {
 
 const ftsFrom = ` FROM search_fts WHERE search_fts MATCH :match AND search_fts.rowid >= :lo AND search_fts.rowid < :hi`
 
-// docsFilter keeps the matches in the rooms of the JSON array :rooms.
-const docsFilter = ` AND EXISTS (SELECT 1 FROM docs d WHERE d.id = search_fts.rowid AND d.room_id IN (SELECT value FROM json_each(:rooms)))`
+// docsFilter keeps the matches in the rooms of the JSON array :rooms: by
+// the room cache (chatd_room_in, the rooms registered under :set), and in
+// docs for a match the cache does not hold (coalesce evaluates its second
+// argument only then).
+const docsFilter = ` AND coalesce(chatd_room_in(:set, search_fts.rowid),
+	EXISTS (SELECT 1 FROM docs d WHERE d.id = search_fts.rowid AND d.room_id IN (SELECT value FROM json_each(:rooms))))`
 
 // exactTime checks created_at for matches whose ID millisecond is in the
 // range; only queries with a time range use it.
@@ -116,7 +122,7 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 	if err != nil {
 		return nil, err
 	}
-	s := &Search{db: d, rooms: map[chat.ID]int64{}}
+	s := &Search{db: d, rooms: map[chat.ID]int64{}, rc: newRoomCache(roomCacheMax, d.log)}
 	if s.insert, err = d.prepareInserts(ctx, func(n int) string { return insertMessages("id, room_id", n, " RETURNING id") }); err != nil {
 		d.close()
 		return nil, fmt.Errorf("open search: %w", err)
@@ -154,11 +160,13 @@ func OpenSearch(ctx context.Context, path string, log *slog.Logger) (*Search, er
 			}
 		}
 	}
+	s.rc.load(d.r)
 	return s, nil
 }
 
 // Close closes the database.
 func (s *Search) Close() error {
+	s.rc.close()
 	var errs []error
 	for _, sts := range [][2][2]*sql.Stmt{s.count, s.tail} {
 		for _, st := range slices.Concat(sts[0][:], sts[1][:]) {
@@ -253,6 +261,11 @@ func (s *Search) IndexMessages(ctx context.Context, msgs []chat.Message) error {
 		maps.Copy(s.rooms, added)
 		s.mu.Unlock()
 	}
+	entries := make([]roomEntry, len(fresh))
+	for i, m := range fresh {
+		entries[i] = roomEntry{int64(m.ID), uint32(nums[m.RoomID])}
+	}
+	s.rc.add(entries)
 	return nil
 }
 
@@ -423,7 +436,9 @@ func (s *Search) Search(ctx context.Context, q chat.SearchQuery) (chat.SearchRes
 	args := []any{nil, sql.Named("lo", lo), sql.Named("hi", hi)}
 	filtered, timed := 0, 0
 	if rooms != "" {
-		args = append(args, sql.Named("rooms", rooms))
+		set, release := s.rc.register(plan.roomNums)
+		defer release()
+		args = append(args, sql.Named("rooms", rooms), sql.Named("set", set))
 		filtered = 1
 	}
 	if !q.From.IsZero() || !q.To.IsZero() {
@@ -648,10 +663,11 @@ func rank(ctx context.Context, tx *sql.Tx, ids []int64, terms []chat.SearchTerm)
 
 // matchPlan is how Search finds the matches of a query in its rooms.
 type matchPlan struct {
-	expr      string // the FTS5 query; "" if no room asked for has a message
-	docsRooms string // the rooms as a JSON array when each match must also be checked in docs
-	probe     string // the query in all rooms, when Search should first try checking those matches in docs
-	perRoom   bool   // expr ORs the words of each of many rooms, which every query opens again
+	expr      string  // the FTS5 query; "" if no room asked for has a message
+	docsRooms string  // the rooms as a JSON array when each match must also be checked in docs
+	roomNums  []int64 // with docsRooms: the same rooms' numbers, for the room cache
+	probe     string  // the query in all rooms, when Search should first try checking those matches in docs
+	perRoom   bool    // expr ORs the words of each of many rooms, which every query opens again
 }
 
 // matchExpr plans the FTS5 query for terms in q's rooms by q's author.
@@ -703,7 +719,7 @@ func (s *Search) matchExpr(ctx context.Context, tx *sql.Tx, terms []chat.SearchT
 		}
 		return matchPlan{expr: `(` + words + `) NOT ` + roomsExpr(out, terms), probe: probe, perRoom: true}, nil
 	}
-	return matchPlan{expr: words, docsRooms: list}, nil
+	return matchPlan{expr: words, docsRooms: list, roomNums: in}, nil
 }
 
 // roomsExpr matches terms in the words of any of rooms.
