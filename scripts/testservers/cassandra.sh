@@ -22,24 +22,17 @@ READY_LINE='Starting listening for CQL clients'
 KEYSTORE_PASSWORD=chatd-test
 CQL_USER=cassandra CQL_PASSWORD=cassandra
 
-# write_tls makes, once, a private CA and the node's certificate for
-# 127.0.0.1 and localhost, in a PKCS#12 keystore for Cassandra.
+# write_tls makes the private CA and the node's certificate (make_certs),
+# and from them a PKCS#12 keystore for Cassandra, again at every start so it
+# always matches tls/ca.pem.
 write_tls() {
   local t="$DIR/tls"
-  if [ -s "$t/keystore.p12" ] && [ -s "$t/ca.pem" ]; then return 0; fi
-  mkdir -p "$t"
+  make_certs "$t" Cassandra
   (
     cd "$t"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-      -subj "/CN=chatd test Cassandra CA" -keyout ca.key -out ca.pem 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-      -keyout node.key -out node.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >node.ext
-    openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile node.ext -out node.crt 2>/dev/null
-    openssl pkcs12 -export -in node.crt -inkey node.key -name node \
+    openssl pkcs12 -export -in server.crt -inkey server.key -name node \
       -passout "pass:$KEYSTORE_PASSWORD" -out keystore.p12.tmp && mv -f keystore.p12.tmp keystore.p12
-  ) || die "cassandra: making the TLS certificates failed"
+  ) || die "cassandra: making the keystore failed"
 }
 
 write_config() {

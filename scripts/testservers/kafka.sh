@@ -21,25 +21,17 @@ PIDFILE="$TS_RUN_DIR/kafka.pid"
 LOG="$TS_LOG_DIR/kafka.log"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 
-# write_tls makes, once, a private CA and the broker's certificate for
-# 127.0.0.1 and localhost: tls/ca.pem for clients, tls/broker.pem (PKCS#8
-# key and certificate) for Kafka's PEM keystore.
+# write_tls makes the private CA and the broker's certificate (make_certs),
+# and from them tls/broker.pem (PKCS#8 key and certificate) for Kafka's PEM
+# keystore, again at every start so it always matches tls/ca.pem.
 write_tls() {
   local t="$DIR/tls"
-  if [ -s "$t/broker.pem" ] && [ -s "$t/ca.pem" ]; then return 0; fi
-  mkdir -p "$t"
+  make_certs "$t" Kafka
   (
     cd "$t"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-      -subj "/CN=chatd test Kafka CA" -keyout ca.key -out ca.pem 2>/dev/null
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
-      -keyout broker.key -out broker.csr 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >broker.ext
-    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile broker.ext -out broker.crt 2>/dev/null
-    openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
-    cat broker.pk8 broker.crt >broker.pem.tmp && mv -f broker.pem.tmp broker.pem
-  ) || die "kafka: making the TLS certificates failed"
+    openssl pkcs8 -topk8 -nocrypt -in server.key -out broker.pk8
+    cat broker.pk8 server.crt >broker.pem.tmp && mv -f broker.pem.tmp broker.pem
+  ) || die "kafka: making the keystore failed"
 }
 
 write_config() {

@@ -145,6 +145,25 @@ maven_fetch() {
   echo "$sum" >"$stamp"
 }
 
+# make_certs DIR NAME – makes, once, a private CA (DIR/ca.pem, the file
+# clients trust) and a server certificate for 127.0.0.1 and localhost signed
+# by it (DIR/server.crt, key DIR/server.key), for NAME's TLS listener.
+make_certs() {
+  local t=$1 name=$2
+  if [ -s "$t/server.crt" ] && [ -s "$t/server.key" ] && [ -s "$t/ca.pem" ]; then return 0; fi
+  mkdir -p "$t"
+  (
+    cd "$t"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+      -subj "/CN=chatd test $name CA" -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=127.0.0.1" \
+      -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.crt 2>/dev/null
+  ) || die "$name: making the TLS certificates failed"
+}
+
 # classpath NAME – "dir/*" form for java -cp.
 classpath() { echo "$CHATD_TS_DIR/lib/$1/*"; }
 
