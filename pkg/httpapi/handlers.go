@@ -245,22 +245,7 @@ type membersResp struct {
 // (default 50, at most 200) after the user ID after. Anyone who may read
 // the room may list them; a private room one is not in is 404.
 func (a *API) listMembers(w http.ResponseWriter, r *http.Request, c chat.Caller) {
-	id, err := pathID(r, "id", "room id")
-	if err != nil {
-		writeErr(w, r, a.log, err)
-		return
-	}
-	p, err := parseParams(r)
-	if err != nil {
-		writeErr(w, r, a.log, err)
-		return
-	}
-	limit, err := p.limit()
-	if err != nil {
-		writeErr(w, r, a.log, err)
-		return
-	}
-	after, err := p.id("after")
+	id, after, limit, err := roomPage(r, "after")
 	if err != nil {
 		writeErr(w, r, a.log, err)
 		return
@@ -321,28 +306,32 @@ func (a *API) removeMember(w http.ResponseWriter, r *http.Request, c chat.Caller
 
 // --- messages ---
 
+// roomPage parses a page of a room's list: the room ID in the path, limit,
+// and the ID parameter named cursor (0 when absent).
+func roomPage(r *http.Request, cursor string) (room, from chat.ID, limit int, err error) {
+	if room, err = pathID(r, "id", "room id"); err != nil {
+		return 0, 0, 0, err
+	}
+	p, err := parseParams(r)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if limit, err = p.limit(); err != nil {
+		return 0, 0, 0, err
+	}
+	if from, err = p.id(cursor); err != nil {
+		return 0, 0, 0, err
+	}
+	return room, from, limit, nil
+}
+
 type latestResp struct {
 	Messages   []chat.Message `json:"messages"`
 	NextBefore *string        `json:"next_before"`
 }
 
 func (a *API) latest(w http.ResponseWriter, r *http.Request, c chat.Caller) {
-	id, err := pathID(r, "id", "room id")
-	if err != nil {
-		writeErr(w, r, a.log, err)
-		return
-	}
-	p, err := parseParams(r)
-	if err != nil {
-		writeErr(w, r, a.log, err)
-		return
-	}
-	limit, err := p.limit()
-	if err != nil {
-		writeErr(w, r, a.log, err)
-		return
-	}
-	before, err := p.id("before")
+	id, before, limit, err := roomPage(r, "before")
 	if err != nil {
 		writeErr(w, r, a.log, err)
 		return
