@@ -89,21 +89,26 @@ func TestAppendIsIdempotent(t *testing.T) {
 	}
 }
 
-// consumeAll consumes group until want messages arrived and returns them.
-func consumeAll(t *testing.T, l *jetstream.Log, group string, want int) []chat.Message {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan chat.Message, want+100)
-	done := make(chan struct{})
+// startConsume runs l.Consume for group in the background and sends every
+// message it hands over to got; done gets Consume's result.
+func startConsume(ctx context.Context, l *jetstream.Log, group string, buf int) (got chan chat.Message, done chan error) {
+	got, done = make(chan chat.Message, buf), make(chan error, 1)
 	go func() {
-		defer close(done)
-		_ = l.Consume(ctx, group, func(_ context.Context, b []chat.Message) error {
+		done <- l.Consume(ctx, group, func(_ context.Context, b []chat.Message) error {
 			for _, m := range b {
 				got <- m
 			}
 			return nil
 		})
 	}()
+	return got, done
+}
+
+// consumeAll consumes group until want messages arrived and returns them.
+func consumeAll(t *testing.T, l *jetstream.Log, group string, want int) []chat.Message {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	got, done := startConsume(ctx, l, group, want+100)
 	defer func() { cancel(); <-done }()
 	out := make([]chat.Message, 0, want)
 	for len(out) < want {
@@ -212,16 +217,7 @@ func TestUndecodableEntryDoesNotStopConsumer(t *testing.T) {
 	if err := l.Append(ctx, msgs[8:]); err != nil {
 		t.Fatal(err)
 	}
-	got := make(chan chat.Message, 100)
-	done := make(chan error, 1)
-	go func() {
-		done <- l.Consume(ctx, "g", func(_ context.Context, b []chat.Message) error {
-			for _, m := range b {
-				got <- m
-			}
-			return nil
-		})
-	}()
+	got, done := startConsume(ctx, l, "g", 100)
 	for i := range msgs {
 		select {
 		case m := <-got:
@@ -422,16 +418,7 @@ func TestIdleConsumerWaitsInOnePull(t *testing.T) {
 	defer sub.Unsubscribe()
 
 	ctx, cancel := context.WithCancel(context.Background())
-	got := make(chan chat.Message, 10)
-	done := make(chan error, 1)
-	go func() {
-		done <- l.Consume(ctx, "g", func(_ context.Context, b []chat.Message) error {
-			for _, m := range b {
-				got <- m
-			}
-			return nil
-		})
-	}()
+	got, done := startConsume(ctx, l, "g", 10)
 	msgs := chattest.LogMessages(t, 2, 1)
 	for i, m := range msgs {
 		if i > 0 {
