@@ -3,8 +3,6 @@ package kafka
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"log/slog"
 	"os"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/chatd/chatd/pkg/chat"
 	"github.com/chatd/chatd/pkg/chattest"
+	"github.com/chatd/chatd/pkg/config"
 )
 
 // testBrokers returns the brokers of a real Kafka, or skips: this is the
@@ -100,15 +99,11 @@ func TestSASLOverTLS(t *testing.T) {
 	if brokers == "" || ca == "" {
 		t.Skip("CHATD_TEST_KAFKA_SASL_BROKERS and CHATD_TEST_KAFKA_TLS_CA not set")
 	}
-	pem, err := os.ReadFile(ca)
+	// The CA file is read as chatd reads [kafka.tls].
+	tlsCfg, err := config.TLS{Enabled: true, CAFile: ca}.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("%s holds no certificate", ca)
-	}
-	tlsCfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	user, pass := os.Getenv("CHATD_TEST_KAFKA_SASL_USER"), os.Getenv("CHATD_TEST_KAFKA_SASL_PASSWORD")
 	if user == "" {
 		user, pass = "chatd", "chatd-secret"

@@ -3,8 +3,6 @@ package scylla
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/chatd/chatd/pkg/chat"
 	"github.com/chatd/chatd/pkg/chattest"
+	"github.com/chatd/chatd/pkg/config"
 )
 
 func testHosts(tb testing.TB) []string {
@@ -262,17 +261,13 @@ func TestLoginAndTLSOnRealServer(t *testing.T) {
 	if caFile == "" {
 		t.Skip("CHATD_TEST_CASSANDRA_TLS_CA not set")
 	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
+	// Over TLS, logged in: a write and a read through the same session,
+	// the CA file read as chatd reads [scylla.tls].
+	cfg := base
+	var err error
+	if cfg.TLS, err = (config.TLS{Enabled: true, CAFile: caFile}).Client(); err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", caFile)
-	}
-	// Over TLS, logged in: a write and a read through the same session.
-	cfg := base
-	cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	cfg.Keyspace = openStore(t, time.Hour).cfg.Keyspace // created and migrated already
 	s, err := open(cfg)
 	if err != nil {
