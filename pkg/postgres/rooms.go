@@ -142,16 +142,8 @@ func (db *DB) Members(ctx context.Context, roomID, after chat.ID, limit int) ([]
 	if err != nil {
 		return nil, fmt.Errorf("postgres: members: %w", dbErr(err))
 	}
-	defer rows.Close()
-	ids := []chat.ID{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("postgres: members: %w", dbErr(err))
-		}
-		ids = append(ids, chat.ID(id))
-	}
-	if err := rows.Err(); err != nil {
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[chat.ID])
+	if err != nil {
 		return nil, fmt.Errorf("postgres: members: %w", dbErr(err))
 	}
 	return ids, nil

@@ -272,22 +272,14 @@ func (a *Accounts) IsMember(ctx context.Context, roomID, userID chat.ID) (bool, 
 
 // Members returns up to limit member IDs of roomID above after, ascending.
 func (a *Accounts) Members(ctx context.Context, roomID, after chat.ID, limit int) ([]chat.ID, error) {
-	rows, err := a.db.r.QueryContext(ctx, `SELECT user_id FROM members WHERE room_id = ? AND user_id > ?
+	got, err := queryInts(ctx, a.db.r, `SELECT user_id FROM members WHERE room_id = ? AND user_id > ?
 		ORDER BY user_id LIMIT ?`, int64(roomID), int64(after), limit)
 	if err != nil {
 		return nil, fmt.Errorf("members: %w", err)
 	}
-	defer rows.Close()
-	ids := []chat.ID{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("members: %w", err)
-		}
-		ids = append(ids, chat.ID(id))
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("members: %w", err)
+	ids := make([]chat.ID, len(got))
+	for i, id := range got {
+		ids[i] = chat.ID(id)
 	}
 	return ids, nil
 }
