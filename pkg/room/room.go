@@ -188,23 +188,32 @@ func (s *Service) Members(ctx context.Context, caller, roomID, after chat.ID, li
 	if _, err := s.visible(ctx, caller, roomID); err != nil {
 		return nil, err
 	}
-	ids, err := s.store.Members(ctx, roomID, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	users := make([]chat.User, 0, len(ids))
-	for _, id := range ids {
-		u, err := s.users.User(ctx, id)
-		if chat.ErrorCode(err) == chat.ENOTFOUND {
-			// The user role may run on another account store than the
-			// room role: a member it does not know is left out.
-			continue
-		}
+	users := make([]chat.User, 0, limit)
+	for len(users) < limit {
+		want := limit - len(users)
+		ids, err := s.store.Members(ctx, roomID, after, want)
 		if err != nil {
 			return nil, err
 		}
-		u.Email = "" // members see each other's public profile only
-		users = append(users, u)
+		for _, id := range ids {
+			after = id
+			u, err := s.users.User(ctx, id)
+			if chat.ErrorCode(err) == chat.ENOTFOUND {
+				// The user role may run on another account store than
+				// the room role: a member it does not know is left out,
+				// and the page is filled from the next ones, so a
+				// client's paging does not stop short at it.
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			u.Email = "" // members see each other's public profile only
+			users = append(users, u)
+		}
+		if len(ids) < want {
+			break // no more members
+		}
 	}
 	return users, nil
 }
