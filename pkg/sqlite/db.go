@@ -39,10 +39,8 @@ type db struct {
 	stop chan struct{}
 	done chan struct{}
 	// dirty gets a value (without blocking) when the writer commits, so
-	// the checkpointer sleeps while nothing is written; hooked reports
-	// whether the writer's commit hook is in place.
-	dirty  chan struct{}
-	hooked bool
+	// the checkpointer sleeps while nothing is written.
+	dirty chan struct{}
 	// stmts are the writer's prepared statements, closed with it.
 	stmts []*sql.Stmt
 }
@@ -198,22 +196,19 @@ func openDB(ctx context.Context, path, schema string, foreignKeys bool, log *slo
 }
 
 // checkpointer copies committed WAL frames into the database file, at most
-// every checkpointEvery while the writer commits. A PASSIVE checkpoint never blocks the writer or the
-// readers, so the fsyncs a checkpoint needs no longer stall a batch: with
-// synchronous=NORMAL a WAL commit itself does not fsync. Once a checkpoint
-// has copied the whole WAL, the writer's next transaction starts the WAL
-// over from its beginning, so the file stays small.
+// every checkpointEvery while the writer commits. A PASSIVE checkpoint
+// never blocks the writer or the readers, so the fsyncs a checkpoint needs
+// no longer stall a batch: with synchronous=NORMAL a WAL commit itself does
+// not fsync. Once a checkpoint has copied the whole WAL, the writer's next
+// transaction starts the WAL over from its beginning, so the file stays
+// small.
 //
 // It waits for a commit (d.dirty) rather than polling, so an idle database
 // costs one wake-up per checkpointIdle.
 func (d *db) checkpointer() {
 	defer close(d.done)
 	prio.Background() // nobody waits on a checkpoint
-	idle := checkpointIdle
-	if !d.hooked {
-		idle = checkpointEvery
-	}
-	t := time.NewTimer(idle)
+	t := time.NewTimer(checkpointIdle)
 	defer t.Stop()
 	for {
 		select {
@@ -230,7 +225,7 @@ func (d *db) checkpointer() {
 			}
 		case <-t.C:
 		}
-		t.Reset(idle)
+		t.Reset(checkpointIdle)
 		var busy, logPages, done int
 		if err := d.ck.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &logPages, &done); err != nil {
 			d.log.Warn("wal checkpoint", "err", err)
@@ -240,7 +235,7 @@ func (d *db) checkpointer() {
 
 // hookCommits signals d.dirty at every commit of the writer's connection.
 // The writer pool holds one connection for good, so one hook covers every
-// write; if the driver cannot hook, the checkpointer polls instead.
+// write.
 func (d *db) hookCommits(ctx context.Context) error {
 	c, err := d.w.Conn(ctx)
 	if err != nil {
@@ -250,7 +245,7 @@ func (d *db) hookCommits(ctx context.Context) error {
 	return c.Raw(func(dc any) error {
 		h, ok := dc.(interface{ RegisterCommitHook(sqlite.CommitHookFn) })
 		if !ok {
-			return nil
+			return fmt.Errorf("the SQLite driver's connection (%T) takes no commit hook", dc)
 		}
 		h.RegisterCommitHook(func() int32 {
 			select {
@@ -259,7 +254,6 @@ func (d *db) hookCommits(ctx context.Context) error {
 			}
 			return 0 // 0 lets the commit go on
 		})
-		d.hooked = true
 		return nil
 	})
 }
