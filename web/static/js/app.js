@@ -900,24 +900,13 @@ async function loadMembers() {
 }
 
 function memberItem(room, m) {
-  const li = document.createElement('li');
-  li.dataset.userId = m.id;
-  const name = document.createElement('span');
-  name.className = 'member-name';
-  name.textContent = m.display_name && m.display_name !== m.username ? `${m.display_name} (@${m.username})` : `@${m.username}`;
-  li.append(name);
+  const name = m.display_name && m.display_name !== m.username ? `${m.display_name} (@${m.username})` : `@${m.username}`;
+  const li = el('li', {}, el('span', { class: 'member-name' }, name));
   if (m.id === room.owner_id) {
-    const tag = document.createElement('span');
-    tag.className = 'muted';
-    tag.textContent = 'owner';
-    li.append(tag);
+    li.append(el('span', { class: 'muted' }, 'owner'));
   } else if (state.me && room.owner_id === state.me.id) {
-    const b = document.createElement('button');
-    b.type = 'button';
-    b.className = 'small-btn danger';
-    b.textContent = 'Remove';
-    b.setAttribute('aria-label', `Remove @${m.username}`);
-    b.addEventListener('click', async () => {
+    const remove = async (ev) => {
+      const b = ev.currentTarget;
       $('members-error').textContent = '';
       b.disabled = true;
       try {
@@ -929,8 +918,8 @@ function memberItem(room, m) {
         if (e.status === 404) li.remove();
         else { b.disabled = false; $('members-error').textContent = errText(e); }
       }
-    });
-    li.append(b);
+    };
+    li.append(el('button', { type: 'button', class: 'small-btn danger', 'aria-label': `Remove @${m.username}`, onclick: remove }, 'Remove'));
   }
   return li;
 }
