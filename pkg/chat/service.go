@@ -85,3 +85,11 @@ type SendRequest struct {
 type Sender interface {
 	Send(ctx context.Context, r SendRequest) (Message, error)
 }
+
+// EncodedSender is a Sender that also returns the message's JSON (as
+// Message.JSON encodes it), which ingest has at hand: the gateway frames its
+// ack with it instead of encoding the message a second time.
+type EncodedSender interface {
+	Sender
+	SendEncoded(ctx context.Context, r SendRequest) (Message, []byte, error)
+}

@@ -81,21 +81,79 @@ type conn struct {
 	// frames of that message that arrived before its ack: API.md promises
 	// the sender its ack first, then the message, but the ingest reply and
 	// the room fanout reach this process on different NATS callbacks.
+	// ack is the last send's ack while it waits for that message's frame,
+	// ackNonce its nonce, so that the two go out in one write (see send);
+	// ackTimer writes it alone if the frame is late.
 	sendMu   sync.Mutex
 	inflight string
 	held     [][]byte
+	ack      []byte
+	ackNonce string
+	ackTimer *time.Timer
 }
 
-// holdOwnFrame keeps a frame of the message this connection is sending
-// until its ack is queued; it reports whether it did.
+// ackHold is how long an ack waits for its own message's room frame (the
+// default of Gateway.ackHold). The frame comes through the process's NATS
+// connection right after the ack (ingest answers a batch, then publishes
+// it), typically within a fraction of a millisecond; waiting for it turns
+// the sender's two socket writes per send into one. Past ackHold the ack
+// goes alone, as it would have.
+const ackHold = 2 * time.Millisecond
+
+// holdOwnFrame takes a frame of a message this connection sent: written
+// at once with its ack if the ack waits for it, kept until the ack is
+// queued if it is still being posted. It reports whether the frame was
+// the connection's own.
 func (c *conn) holdOwnFrame(nonce string, frame []byte) bool {
-	c.sendMu.Lock()
-	defer c.sendMu.Unlock()
-	if nonce == "" || nonce != c.inflight {
+	if nonce == "" {
 		return false
 	}
-	c.held = append(c.held, frame)
-	return true
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	switch nonce {
+	case c.ackNonce:
+		if c.ack == nil {
+			return false
+		}
+		c.enqueueFrames([][]byte{c.ack, frame})
+		c.ack, c.ackNonce = nil, ""
+		c.ackTimer.Stop()
+		return true
+	case c.inflight:
+		c.held = append(c.held, frame)
+		return true
+	}
+	return false
+}
+
+// flushAck writes an ack that still waits for its message's frame.
+func (c *conn) flushAck() {
+	c.sendMu.Lock()
+	c.flushAckLocked()
+	c.sendMu.Unlock()
+}
+
+func (c *conn) flushAckLocked() {
+	if c.ack == nil {
+		return
+	}
+	c.enqueueFrame(c.ack)
+	c.ack, c.ackNonce = nil, ""
+}
+
+// inRoom reports whether room id's frames reach this connection live: it
+// has joined the room and is not joining it (a join holds them back).
+func (c *conn) inRoom(id chat.ID) bool {
+	c.g.mu.Lock()
+	r := c.roomOf(id)
+	c.g.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.members[c]
+	return m != nil && !m.joining
 }
 
 func newConn(g *Gateway, caller chat.Caller) *conn {
@@ -399,6 +457,11 @@ func (c *conn) work() {
 			c.shed("server busy: the send waited too long to be posted; retry with the same nonce", stale...)
 			continue
 		}
+		if req.Type != typeSend {
+			// An ack waiting for its message's frame goes before the
+			// answers to later requests.
+			c.flushAck()
+		}
 		switch req.Type {
 		case typeJoin:
 			c.join(req)
@@ -465,6 +528,17 @@ func (c *conn) closeSocket() {
 	c.readGate.Lock()
 	defer c.readGate.Unlock()
 	code, reason, drain := c.closeStatus()
+	c.sendMu.Lock()
+	if drain && c.ack != nil {
+		// The ack is owed: it goes out with the queued frames (the
+		// connection is dead, so enqueueFrame would drop it).
+		c.wire.send(c.ack, c.g.cfg.SendQueue)
+	}
+	c.ack = nil
+	if c.ackTimer != nil {
+		c.ackTimer.Stop()
+	}
+	c.sendMu.Unlock()
 	if !drain {
 		c.wire.dropQueued()
 	}
@@ -648,24 +722,40 @@ func (c *conn) leave(id chat.ID) {
 }
 
 func (c *conn) send(req request) {
+	// An earlier ack may still wait for its frame while this send is
+	// posted: with sends queued, the frame mostly comes meanwhile.
 	c.sendMu.Lock()
 	c.inflight = req.Nonce
 	c.sendMu.Unlock()
 	ctx, done := c.requestCtx()
-	msg, err := c.g.deps.Poster.Post(ctx, c.caller, req.RoomID, req.Body, req.Nonce)
+	_, msgJSON, err := c.g.deps.Poster.PostEncoded(ctx, c.caller, req.RoomID, req.Body, req.Nonce)
 	done()
+	// Only a sender in the room gets the message's frame to wait for.
+	// (A repeated nonce is acked with the first message and not fanned
+	// out again: its ack waits g.ackHold for nothing, once per retry.)
+	echo := err == nil && req.Nonce != "" && c.inRoom(req.RoomID)
 	// The answer is queued under sendMu, so no frame of this message can
 	// slip between clearing inflight and queueing the ack.
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
+	c.flushAckLocked() // acks go out in order
 	var answer []byte
 	switch {
 	case err == nil:
-		answer = ackJSON(req.Nonce, msg)
+		answer = ackJSON(req.Nonce, msgJSON)
 	case !c.dead.Load():
 		answer = errFrame(c.clientErr("send", req.RoomID, err), req.RoomID, &req.Nonce)
 	}
-	if answer != nil {
+	switch {
+	case answer != nil && echo && len(c.held) == 0:
+		// holdOwnFrame writes it with the frame.
+		c.ack, c.ackNonce = wsText(answer), req.Nonce
+		if c.ackTimer == nil {
+			c.ackTimer = time.AfterFunc(c.g.ackHold, c.flushAck)
+		} else {
+			c.ackTimer.Reset(c.g.ackHold)
+		}
+	case answer != nil:
 		// The ack and the frames held for it go out in one write.
 		c.enqueueFrames(append([][]byte{wsText(answer)}, c.held...))
 	}

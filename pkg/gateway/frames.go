@@ -273,15 +273,16 @@ var internalErrFrame = []byte(`{"type":"error","code":"internal","message":"inte
 // mustJSON encodes frames built from our own types. They cannot fail to
 // encode; if one ever did, the client gets an internal error frame rather
 // than the process a panic.
-// ackJSON is the ack frame of a send, byte for byte what
-// json.Marshal(ackFrame{...}) gives, without its reflection and the
-// re-compaction of the message's own JSON: one ack per send.
-func ackJSON(nonce string, m chat.Message) []byte {
-	b := make([]byte, 0, 64+len(nonce)+160+len(m.Body))
+// ackJSON is the ack frame of a send around msgJSON, the message's JSON
+// (chat.Message.JSON): byte for byte what json.Marshal(ackFrame{...})
+// gives, without its reflection and the re-compaction of the message's own
+// JSON, which ingest has encoded already: one ack per send.
+func ackJSON(nonce string, msgJSON []byte) []byte {
+	b := make([]byte, 0, 32+len(nonce)+len(msgJSON))
 	b = append(b, `{"type":"ack","nonce":`...)
 	b = chat.AppendJSONString(b, nonce)
 	b = append(b, `,"message":`...)
-	b = m.AppendJSON(b)
+	b = append(b, msgJSON...)
 	return append(b, '}')
 }
 

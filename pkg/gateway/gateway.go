@@ -136,7 +136,9 @@ type Query interface {
 // and returns once the message is durable. Errors are *chat.Error; an
 // ERATELIMITED one carries RetryAfterMillis.
 type Poster interface {
-	Post(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, error)
+	// PostEncoded also returns the message's JSON (chat.Message.JSON),
+	// which the ack carries.
+	PostEncoded(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, []byte, error)
 }
 
 // Deps are the gateway's collaborators.
@@ -178,6 +180,7 @@ type Gateway struct {
 	log  *slog.Logger
 
 	stats    counters
+	ackHold  time.Duration // see the constant; tests lengthen it
 	nextID   atomic.Uint64
 	pingTick atomic.Uint64 // ticks of pingLoop so far
 
@@ -202,6 +205,7 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Gateway {
 		cfg:       cfg.withDefaults(),
 		deps:      deps,
 		log:       log.With("role", "gateway"),
+		ackHold:   ackHold,
 		rooms:     make(map[chat.ID]*room),
 		conns:     make(map[*conn]struct{}),
 		perUser:   make(map[chat.ID]int),

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -170,9 +171,26 @@ type fakePoster struct {
 
 	mu    sync.Mutex
 	limit func() error // rate limiter; nil: no limit
+	// likeIngest publishes the room frame as ingest does: with the
+	// sender's nonce in a header, after the answer. noFanout publishes
+	// none, as ingest does for a repeated nonce.
+	likeIngest, noFanout bool
 }
 
 func (p *fakePoster) Post(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, error) {
+	m, _, err := p.PostEncoded(ctx, caller, roomID, body, nonce)
+	return m, err
+}
+
+func (p *fakePoster) PostEncoded(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, []byte, error) {
+	m, err := p.post(ctx, caller, roomID, body, nonce)
+	if err != nil {
+		return chat.Message{}, nil, err
+	}
+	return m, m.JSON(), nil
+}
+
+func (p *fakePoster) post(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, error) {
 	if err := chat.ValidateBody(body); err != nil {
 		return chat.Message{}, err
 	}
@@ -193,8 +211,21 @@ func (p *fakePoster) Post(ctx context.Context, caller chat.Caller, roomID chat.I
 	id, at := p.ids.Next()
 	m := chat.Message{ID: id, RoomID: roomID, UserID: caller.User.ID, Username: caller.User.Username, Body: body, CreatedAt: at, Nonce: nonce}
 	p.store.add(m)
-	if err := publishMessage(p.nc, m); err != nil {
-		return chat.Message{}, err
+	p.mu.Lock()
+	likeIngest, noFanout := p.likeIngest, p.noFanout
+	p.mu.Unlock()
+	switch {
+	case noFanout:
+	case likeIngest:
+		msg := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Header: nats.Header{}, Data: messageFrame(m)}
+		msg.Header.Set(chat.HeaderType, "message")
+		msg.Header.Set(chat.HeaderUser, m.UserID.String())
+		msg.Header.Set(chat.HeaderNonce, nonce)
+		go func() { _ = p.nc.PublishMsg(msg) }()
+	default:
+		if err := publishMessage(p.nc, m); err != nil {
+			return chat.Message{}, err
+		}
 	}
 	return m, nil
 }
@@ -341,6 +372,28 @@ func (e *env) dialRaw(path string, opts *websocket.DialOptions) (*websocket.Conn
 // dial connects with token in the Authorization header.
 func (e *env) dial(token string) *client {
 	return e.dialPath("/api/v1/ws", token)
+}
+
+// dialTCP is dial that also returns the client's TCP socket.
+func (e *env) dialTCP(token string) (*client, *net.TCPConn) {
+	e.tb.Helper()
+	var tcp *net.TCPConn
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err == nil {
+			tcp = c.(*net.TCPConn)
+		}
+		return c, err
+	}}}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, e.wsURL("/api/v1/ws"), &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"Authorization": {"Bearer " + token}}})
+	if err != nil {
+		e.tb.Fatalf("dial: %v", err)
+	}
+	ws.SetReadLimit(-1)
+	e.tb.Cleanup(func() { _ = ws.CloseNow() })
+	return &client{tb: e.tb, ws: ws}, tcp
 }
 
 func (e *env) dialPath(path, token string) *client {

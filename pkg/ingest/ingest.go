@@ -151,8 +151,9 @@ type request struct {
 }
 
 type result struct {
-	msg chat.Message
-	err error
+	msg  chat.Message
+	json []byte // msg.JSON(), encoded once for the answer and the fanout
+	err  error
 }
 
 // Server is the ingest role.
@@ -291,25 +292,41 @@ func errNotAcked() error {
 // It validates r as a request from the network would be, since it is the
 // same contract. Use Local for a Sender with a timeout.
 func (s *Server) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
+	m, _, err := s.send(ctx, r, 0)
+	return m, err
+}
+
+// send is Send that also returns the message's JSON, and gives up after
+// timeout (if positive) as if ctx had ended. The timeout is a timer of its
+// own rather than a context derived from ctx: deriving one registers it
+// with ctx's cancellation and unregisters it again, on every send.
+func (s *Server) send(ctx context.Context, r chat.SendRequest, timeout time.Duration) (chat.Message, []byte, error) {
 	if err := validate(r); err != nil {
 		s.invalid.Add(1)
-		return chat.Message{}, err
+		return chat.Message{}, nil, err
 	}
 	ch := make(chan result, 1)
 	if err := s.enqueue(request{req: r, local: ch}); err != nil {
-		return chat.Message{}, err
+		return chat.Message{}, nil, err
+	}
+	var expired <-chan time.Time
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
+		expired = t.C
 	}
 	select {
 	case res := <-ch:
-		return res.msg, res.err
+		return res.msg, res.json, res.err
 	case <-ctx.Done():
-		return chat.Message{}, errNotAcked()
+	case <-expired:
 	}
+	return chat.Message{}, nil, errNotAcked()
 }
 
 // Local returns a chat.Sender that calls s in process, bounding each send by
 // timeout (default 5 s) like Client does over NATS.
-func (s *Server) Local(timeout time.Duration) chat.Sender {
+func (s *Server) Local(timeout time.Duration) chat.EncodedSender {
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
@@ -322,9 +339,16 @@ type localSender struct {
 }
 
 func (l localSender) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
-	ctx, cancel := chat.Bound(ctx, l.timeout)
-	defer cancel()
-	return l.s.Send(ctx, r)
+	m, _, err := l.SendEncoded(ctx, r)
+	return m, err
+}
+
+func (l localSender) SendEncoded(ctx context.Context, r chat.SendRequest) (chat.Message, []byte, error) {
+	timeout := l.timeout
+	if dl, ok := ctx.Deadline(); ok && !dl.After(time.Now().Add(timeout)) {
+		timeout = 0 // ctx ends first
+	}
+	return l.s.send(ctx, r, timeout)
 }
 
 // validate re-checks what the gateway checked: ingest is reachable by any
@@ -578,7 +602,7 @@ func (s *Server) complete(f *flight) {
 			s.duplicates.Add(1)
 		}
 		if r.local != nil {
-			r.local <- result{msg: *p}
+			r.local <- result{msg: *p, json: encode(p)}
 			continue
 		}
 		s.respondMsg(r.reply, encode(p))
@@ -647,7 +671,7 @@ type Client struct {
 	timeout time.Duration
 }
 
-var _ chat.Sender = (*Client)(nil)
+var _ chat.EncodedSender = (*Client)(nil)
 
 // NewClient returns a chat.Sender that asks the ingest role on nc. timeout
 // bounds each send (default 5 s) when ctx has no earlier deadline.
@@ -661,30 +685,44 @@ func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
 // Send returns once the message is durably in the log, or the message first
 // stored with the same nonce.
 func (c *Client) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
+	m, _, err := c.SendEncoded(ctx, r)
+	return m, err
+}
+
+// SendEncoded is Send that also returns the message's JSON as ingest
+// encoded it in its reply.
+func (c *Client) SendEncoded(ctx context.Context, r chat.SendRequest) (chat.Message, []byte, error) {
 	data, err := json.Marshal(r)
 	if err != nil {
-		return chat.Message{}, fmt.Errorf("encode send request: %w", err)
+		return chat.Message{}, nil, fmt.Errorf("encode send request: %w", err)
 	}
 	ctx, cancel := chat.Bound(ctx, c.timeout)
 	defer cancel()
 	resp, err := c.nc.RequestWithContext(ctx, chat.SubjectIngest, data)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return chat.Message{}, errStopped()
+		return chat.Message{}, nil, errStopped()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
-		return chat.Message{}, errNotAcked()
+		return chat.Message{}, nil, errNotAcked()
 	case err != nil:
-		return chat.Message{}, fmt.Errorf("ingest request: %w", err)
+		return chat.Message{}, nil, fmt.Errorf("ingest request: %w", err)
 	}
-	var rep chat.IngestReply
+	var rep struct {
+		Message json.RawMessage `json:"message"`
+		Error   *chat.WireError `json:"error"`
+	}
 	if err := json.Unmarshal(resp.Data, &rep); err != nil {
-		return chat.Message{}, fmt.Errorf("decode ingest reply: %w", err)
+		return chat.Message{}, nil, fmt.Errorf("decode ingest reply: %w", err)
 	}
 	if rep.Error != nil {
-		return chat.Message{}, rep.Error.Err()
+		return chat.Message{}, nil, rep.Error.Err()
 	}
-	if rep.Message == nil {
-		return chat.Message{}, errors.New("ingest reply without message")
+	if len(rep.Message) == 0 || string(rep.Message) == "null" {
+		return chat.Message{}, nil, errors.New("ingest reply without message")
 	}
-	return *rep.Message, nil
+	var m chat.Message
+	if err := json.Unmarshal(rep.Message, &m); err != nil {
+		return chat.Message{}, nil, fmt.Errorf("decode ingest reply: %w", err)
+	}
+	return m, rep.Message, nil
 }

@@ -40,31 +40,52 @@ func New(rooms chat.RoomService, limiter Limiter, limit redis.Limit, sender chat
 
 // Post validates and sends one message, returning it once durable.
 func (p *Poster) Post(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, error) {
+	m, _, err := p.PostEncoded(ctx, caller, roomID, body, nonce)
+	return m, err
+}
+
+// PostEncoded is Post that also returns the message's JSON (Message.JSON),
+// from the sender when it has it.
+func (p *Poster) PostEncoded(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, []byte, error) {
 	if err := chat.ValidateBody(body); err != nil {
-		return chat.Message{}, err
+		return chat.Message{}, nil, err
 	}
 	if err := chat.ValidateNonce(nonce); err != nil {
-		return chat.Message{}, err
+		return chat.Message{}, nil, err
 	}
 	if err := p.rooms.CheckAccess(ctx, caller.User.ID, roomID); err != nil {
-		return chat.Message{}, err
+		return chat.Message{}, nil, err
 	}
 	if p.limit.Rate > 0 {
 		wait, err := p.limiter.Allow(ctx, "send:"+caller.User.ID.String(), p.limit)
 		if err != nil {
-			return chat.Message{}, err
+			return chat.Message{}, nil, err
 		}
 		if wait > 0 {
 			if p.onLimited != nil {
 				p.onLimited()
 			}
-			return chat.Message{}, &chat.Error{Code: chat.ERATELIMITED, Message: "sending too fast; slow down", RetryAfterMillis: max(wait.Milliseconds(), 1)}
+			return chat.Message{}, nil, &chat.Error{Code: chat.ERATELIMITED, Message: "sending too fast; slow down", RetryAfterMillis: max(wait.Milliseconds(), 1)}
 		}
 	}
 	start := time.Now()
-	m, err := p.sender.Send(ctx, chat.SendRequest{RoomID: roomID, UserID: caller.User.ID, Username: caller.User.Username, Body: body, Nonce: nonce})
-	if err == nil && p.onAck != nil {
+	r := chat.SendRequest{RoomID: roomID, UserID: caller.User.ID, Username: caller.User.Username, Body: body, Nonce: nonce}
+	var m chat.Message
+	var raw []byte
+	var err error
+	if es, ok := p.sender.(chat.EncodedSender); ok {
+		m, raw, err = es.SendEncoded(ctx, r)
+	} else {
+		m, err = p.sender.Send(ctx, r)
+	}
+	if err != nil {
+		return chat.Message{}, nil, err
+	}
+	if p.onAck != nil {
 		p.onAck(time.Since(start))
 	}
-	return m, err
+	if raw == nil {
+		raw = m.JSON()
+	}
+	return m, raw, nil
 }
