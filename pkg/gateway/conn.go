@@ -453,14 +453,15 @@ func (c *conn) work() {
 		}
 		c.opsCond.Signal()
 		c.opsMu.Unlock()
+		if stale != nil || req.Type != typeSend {
+			// An ack waiting for its message's frame goes before the
+			// answers to later requests (a send flushes it itself, once
+			// posted).
+			c.flushAck()
+		}
 		if stale != nil {
 			c.shed("server busy: the send waited too long to be posted; retry with the same nonce", stale...)
 			continue
-		}
-		if req.Type != typeSend {
-			// An ack waiting for its message's frame goes before the
-			// answers to later requests.
-			c.flushAck()
 		}
 		switch req.Type {
 		case typeJoin:
