@@ -215,7 +215,7 @@ func TestJoinHoldAndDedupe(t *testing.T) {
 	e.store.mu.Lock()
 	e.store.beforeSnapshot, e.store.afterSnapshot = nil, nil
 	e.store.mu.Unlock()
-	if err := publishMessage(e.nc, inSnapshot); err != nil {
+	if err := publishMessage(e.nc, inSnapshot, ""); err != nil {
 		t.Fatal(err)
 	}
 	newer := e.post(alice, room, "newer")
@@ -475,7 +475,7 @@ func TestSlowConsumer(t *testing.T) {
 		for range 8 {
 			id, at := ids.Next()
 			m := chat.Message{ID: id, RoomID: room, UserID: poster.User.ID, Username: "poster", Body: fmt.Sprint(seq, " ", pad), CreatedAt: at}
-			if err := publishMessage(e.nc, m); err != nil {
+			if err := publishMessage(e.nc, m, ""); err != nil {
 				t.Fatal(err)
 			}
 			seq++

@@ -217,13 +217,9 @@ func (p *fakePoster) post(ctx context.Context, caller chat.Caller, roomID chat.I
 	switch {
 	case noFanout:
 	case likeIngest:
-		msg := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Header: nats.Header{}, Data: messageFrame(m)}
-		msg.Header.Set(chat.HeaderType, "message")
-		msg.Header.Set(chat.HeaderUser, m.UserID.String())
-		msg.Header.Set(chat.HeaderNonce, nonce)
-		go func() { _ = p.nc.PublishMsg(msg) }()
+		go func() { _ = publishMessage(p.nc, m, nonce) }()
 	default:
-		if err := publishMessage(p.nc, m); err != nil {
+		if err := publishMessage(p.nc, m, ""); err != nil {
 			return chat.Message{}, err
 		}
 	}
@@ -238,10 +234,15 @@ func messageFrame(m chat.Message) []byte {
 	return b
 }
 
-func publishMessage(nc *nats.Conn, m chat.Message) error {
+// publishMessage publishes m's room frame; a nonce goes in its header, as
+// ingest sets it for the sender's gateway.
+func publishMessage(nc *nats.Conn, m chat.Message, nonce string) error {
 	msg := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Header: nats.Header{}, Data: messageFrame(m)}
 	msg.Header.Set(chat.HeaderType, "message")
 	msg.Header.Set(chat.HeaderUser, m.UserID.String())
+	if nonce != "" {
+		msg.Header.Set(chat.HeaderNonce, nonce)
+	}
 	return nc.PublishMsg(msg)
 }
 
