@@ -87,8 +87,9 @@ type Sender interface {
 }
 
 // EncodedSender is a Sender that also returns the message's JSON (as
-// Message.JSON encodes it), which ingest has at hand: the gateway frames its
-// ack with it instead of encoding the message a second time.
+// Message.JSON encodes it). The in-process ingest has it at hand for the
+// fanout: the gateway frames its ack with it instead of encoding the
+// message a second time.
 type EncodedSender interface {
 	Sender
 	SendEncoded(ctx context.Context, r SendRequest) (Message, []byte, error)

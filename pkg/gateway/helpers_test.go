@@ -178,8 +178,7 @@ type fakePoster struct {
 }
 
 func (p *fakePoster) Post(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, error) {
-	m, _, err := p.PostEncoded(ctx, caller, roomID, body, nonce)
-	return m, err
+	return p.post(ctx, caller, roomID, body, nonce)
 }
 
 func (p *fakePoster) PostEncoded(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, []byte, error) {

@@ -671,7 +671,7 @@ type Client struct {
 	timeout time.Duration
 }
 
-var _ chat.EncodedSender = (*Client)(nil)
+var _ chat.Sender = (*Client)(nil)
 
 // NewClient returns a chat.Sender that asks the ingest role on nc. timeout
 // bounds each send (default 5 s) when ctx has no earlier deadline.
@@ -685,44 +685,30 @@ func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
 // Send returns once the message is durably in the log, or the message first
 // stored with the same nonce.
 func (c *Client) Send(ctx context.Context, r chat.SendRequest) (chat.Message, error) {
-	m, _, err := c.SendEncoded(ctx, r)
-	return m, err
-}
-
-// SendEncoded is Send that also returns the message's JSON as ingest
-// encoded it in its reply.
-func (c *Client) SendEncoded(ctx context.Context, r chat.SendRequest) (chat.Message, []byte, error) {
 	data, err := json.Marshal(r)
 	if err != nil {
-		return chat.Message{}, nil, fmt.Errorf("encode send request: %w", err)
+		return chat.Message{}, fmt.Errorf("encode send request: %w", err)
 	}
 	ctx, cancel := chat.Bound(ctx, c.timeout)
 	defer cancel()
 	resp, err := c.nc.RequestWithContext(ctx, chat.SubjectIngest, data)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return chat.Message{}, nil, errStopped()
+		return chat.Message{}, errStopped()
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.Canceled):
-		return chat.Message{}, nil, errNotAcked()
+		return chat.Message{}, errNotAcked()
 	case err != nil:
-		return chat.Message{}, nil, fmt.Errorf("ingest request: %w", err)
+		return chat.Message{}, fmt.Errorf("ingest request: %w", err)
 	}
-	var rep struct {
-		Message json.RawMessage `json:"message"`
-		Error   *chat.WireError `json:"error"`
-	}
+	var rep chat.IngestReply
 	if err := json.Unmarshal(resp.Data, &rep); err != nil {
-		return chat.Message{}, nil, fmt.Errorf("decode ingest reply: %w", err)
+		return chat.Message{}, fmt.Errorf("decode ingest reply: %w", err)
 	}
 	if rep.Error != nil {
-		return chat.Message{}, nil, rep.Error.Err()
+		return chat.Message{}, rep.Error.Err()
 	}
-	if len(rep.Message) == 0 || string(rep.Message) == "null" {
-		return chat.Message{}, nil, errors.New("ingest reply without message")
+	if rep.Message == nil {
+		return chat.Message{}, errors.New("ingest reply without message")
 	}
-	var m chat.Message
-	if err := json.Unmarshal(rep.Message, &m); err != nil {
-		return chat.Message{}, nil, fmt.Errorf("decode ingest reply: %w", err)
-	}
-	return m, rep.Message, nil
+	return *rep.Message, nil
 }

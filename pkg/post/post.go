@@ -22,6 +22,7 @@ type Poster struct {
 	limiter Limiter
 	limit   redis.Limit // zero Rate: no limit
 	sender  chat.Sender
+	encoded chat.EncodedSender // sender, if it returns the message's JSON too
 
 	onAck     func(time.Duration) // ack latency of successful sends
 	onLimited func()              // a send refused by the rate limit
@@ -35,7 +36,9 @@ func (p *Poster) Observe(ack func(time.Duration), limited func()) {
 
 // New returns a Poster. A zero limit.Rate turns rate limiting off.
 func New(rooms chat.RoomService, limiter Limiter, limit redis.Limit, sender chat.Sender) *Poster {
-	return &Poster{rooms: rooms, limiter: limiter, limit: limit, sender: sender}
+	p := &Poster{rooms: rooms, limiter: limiter, limit: limit, sender: sender}
+	p.encoded, _ = sender.(chat.EncodedSender)
+	return p
 }
 
 // Post validates and sends one message, returning it once durable.
@@ -44,8 +47,8 @@ func (p *Poster) Post(ctx context.Context, caller chat.Caller, roomID chat.ID, b
 	return m, err
 }
 
-// PostEncoded is Post that also returns the message's JSON (Message.JSON),
-// from the sender when it has it.
+// PostEncoded is Post that also returns the message's JSON (Message.JSON):
+// the in-process ingest's own encoding, else encoded here.
 func (p *Poster) PostEncoded(ctx context.Context, caller chat.Caller, roomID chat.ID, body, nonce string) (chat.Message, []byte, error) {
 	if err := chat.ValidateBody(body); err != nil {
 		return chat.Message{}, nil, err
@@ -73,8 +76,8 @@ func (p *Poster) PostEncoded(ctx context.Context, caller chat.Caller, roomID cha
 	var m chat.Message
 	var raw []byte
 	var err error
-	if es, ok := p.sender.(chat.EncodedSender); ok {
-		m, raw, err = es.SendEncoded(ctx, r)
+	if p.encoded != nil {
+		m, raw, err = p.encoded.SendEncoded(ctx, r)
 	} else {
 		m, err = p.sender.Send(ctx, r)
 	}
