@@ -52,7 +52,10 @@ type Main struct {
 
 	embedded *natsbus.Embedded
 	nc       *nats.Conn
-	cache    *redis.Cache
+	// roomBus carries room frames from ingest and gateways: in memory when
+	// no other process can reach the embedded NATS server, NATS otherwise.
+	roomBus chat.RoomBus
+	cache   *redis.Cache
 
 	users chat.UserService
 	rooms chat.RoomService
@@ -220,7 +223,7 @@ func (m *Main) Open(ctx context.Context) (err error) {
 		sinks = append(sinks, s)
 	}
 	if cfg.Has("ingest") {
-		deps := ingest.Deps{NC: m.nc, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}
+		deps := ingest.Deps{NC: m.nc, Bus: m.roomBus, Log: log, IDs: ids, Nonces: m.cache, Recent: m.cache}
 		if len(sinks) > 0 {
 			deps.Backlog = func() time.Duration {
 				now := time.Now()
@@ -316,6 +319,13 @@ func (m *Main) openBus(ctx context.Context) error {
 	}
 	m.nc = nc
 	m.onClose(func() error { return nc.Drain() })
+	if cc.Embedded != nil && cfg.NATS.Listen == "" && cfg.NATS.ClusterListen == "" {
+		local := natsbus.NewLocalRooms(0, m.Log.With("component", "room-bus"))
+		m.metrics.RoomBusDropped(local.Dropped)
+		m.roomBus = local
+	} else {
+		m.roomBus = natsbus.NewRooms(nc)
+	}
 	m.addCheck("nats", func(context.Context) error {
 		if !nc.IsConnected() {
 			return errors.New("not connected")
@@ -620,7 +630,7 @@ func (m *Main) openHTTP(ctx context.Context) error {
 			MaxBadFrames:    cfg.Gateway.MaxBadFrames,
 			TypingInterval:  cfg.Gateway.TypingInterval,
 			ShedAfter:       cfg.Gateway.ShedAfter,
-		}, gateway.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster, NC: m.nc}, m.Log)
+		}, gateway.Deps{Users: auth, Rooms: m.rooms, Query: m.query, Poster: poster, NC: m.nc, Bus: m.roomBus}, m.Log)
 		gw.Register(mux)
 		m.addRunner("gateway", gw.Run)
 		m.metrics.Gateway(func() metrics.GatewayStats { return metrics.GatewayStats(gw.Stats()) })

@@ -1,8 +1,11 @@
 package chat
 
-// NATS subjects shared by the roles. The fanout bus is NATS in every mode
-// (embedded server or external cluster); these names are the wire contract
-// between roles running in different processes.
+import "context"
+
+// NATS subjects shared by the roles. The fanout bus is NATS (embedded
+// server or external cluster), except that room frames stay in memory when
+// no other process can reach the embedded server (see RoomBus); these names
+// are the wire contract between roles running in different processes.
 const (
 	// SubjectIngest is where gateways send SendRequests (request/reply,
 	// queue group QueueIngest, so each request is handled once however many
@@ -23,6 +26,27 @@ const (
 
 // RoomSubject returns the fanout subject of a room.
 func RoomSubject(room ID) string { return SubjectRoomPrefix + room.String() }
+
+// RoomFrame is one ready-to-send server frame for a room's members, with
+// what a gateway needs to route it without decoding the JSON. Data is
+// shared by every receiver and never modified once published.
+type RoomFrame struct {
+	Type  string // the frame's type: "message", "typing", ...
+	User  ID     // who caused it: a message's author, the typing user
+	Nonce string // a message's nonce, if it has one
+	Data  []byte // the frame's JSON
+}
+
+// RoomBus carries room frames from ingest and gateways to every gateway
+// with a member in the room. A subscriber gets the frames of one publisher
+// in the order they were published, one at a time.
+type RoomBus interface {
+	PublishRoom(room ID, f RoomFrame) error
+	SubscribeRoom(room ID, fn func(RoomFrame)) (unsubscribe func(), err error)
+	// Sync returns once the subscriptions made before it are in effect:
+	// they get every frame published after Sync returns.
+	Sync(ctx context.Context) error
+}
 
 // IngestReply answers a SendRequest: the stored message, or an error.
 type IngestReply struct {

@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/chatd/chatd/pkg/chat"
 )
 
@@ -152,9 +150,7 @@ func BenchmarkRoomFanout(b *testing.B) {
 	}
 	m := chat.Message{ID: 1, RoomID: room, UserID: c.User.ID, Username: "fan", Body: strings.Repeat("x", 100), CreatedAt: time.Now()}
 	frame := messageFrame(m)
-	msg := &nats.Msg{Subject: chat.RoomSubject(room), Header: nats.Header{}, Data: frame}
-	msg.Header.Set(chat.HeaderType, "message")
-	msg.Header.Set(chat.HeaderUser, "1")
+	msg := chat.RoomFrame{Type: "message", User: 1, Data: frame}
 	e.g.mu.Lock()
 	r := e.g.rooms[room]
 	e.g.mu.Unlock()

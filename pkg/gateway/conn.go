@@ -5,13 +5,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go"
 
 	"github.com/chatd/chatd/pkg/chat"
 )
@@ -609,10 +607,10 @@ func (c *conn) join(req request) {
 
 	ctx, done := c.requestCtx()
 	defer done()
-	// Subscribe only queues the SUB; the flush round trip guarantees the
-	// server has it before we read the store, so no message can fall
-	// between the snapshot and the live stream.
-	if ferr := g.deps.NC.FlushWithContext(ctx); ferr != nil && !c.dead.Load() {
+	// Over NATS, subscribing only queues the SUB; Sync's round trip
+	// guarantees the server has it before we read the store, so no message
+	// can fall between the snapshot and the live stream.
+	if ferr := g.bus.Sync(ctx); ferr != nil && !c.dead.Load() {
 		c.logger().Warn("flush room subscription", "room_id", req.RoomID, "err", ferr)
 		err = chat.Errorf(chat.EUNAVAILABLE, "cannot join now, try again")
 	} else {
@@ -795,14 +793,9 @@ func (c *conn) typing(id chat.ID) {
 		return
 	}
 	u := c.caller.User
-	msg := &nats.Msg{
-		Subject: chat.RoomSubject(id),
-		Header:  nats.Header{},
-		Data:    mustJSON(typingFrame{Type: typeTyping, RoomID: id, UserID: u.ID, Username: u.Username}),
-	}
-	msg.Header.Set(chat.HeaderType, typeTyping)
-	msg.Header.Set(chat.HeaderUser, strconv.FormatInt(int64(u.ID), 10))
-	if err := g.deps.NC.PublishMsg(msg); err != nil {
+	f := chat.RoomFrame{Type: typeTyping, User: u.ID,
+		Data: mustJSON(typingFrame{Type: typeTyping, RoomID: id, UserID: u.ID, Username: u.Username})}
+	if err := g.bus.PublishRoom(id, f); err != nil {
 		c.logger().Warn("publish typing", "room_id", id, "err", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/chatd/chatd/pkg/chat"
 	"github.com/chatd/chatd/pkg/httpx"
+	"github.com/chatd/chatd/pkg/natsbus"
 )
 
 // Config holds the gateway's limits. Zero values take the defaults below.
@@ -147,9 +148,11 @@ type Deps struct {
 	Rooms  Rooms
 	Query  Query
 	Poster Poster
-	// NC carries room frames (chat.RoomSubject) and control events
-	// (chat.SubjectControl).
+	// NC carries control events (chat.SubjectControl), and room frames
+	// unless Bus is set.
 	NC *nats.Conn
+	// Bus carries room frames; nil: NATS on NC (natsbus.Rooms).
+	Bus chat.RoomBus
 }
 
 // Stats is a snapshot of the gateway's counters, for metrics.
@@ -177,6 +180,7 @@ type counters struct {
 type Gateway struct {
 	cfg  Config
 	deps Deps
+	bus  chat.RoomBus
 	log  *slog.Logger
 
 	stats    counters
@@ -201,9 +205,14 @@ func New(cfg Config, deps Deps, log *slog.Logger) *Gateway {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	bus := deps.Bus
+	if bus == nil && deps.NC != nil {
+		bus = natsbus.NewRooms(deps.NC)
+	}
 	return &Gateway{
 		cfg:       cfg.withDefaults(),
 		deps:      deps,
+		bus:       bus,
 		log:       log.With("role", "gateway"),
 		ackHold:   ackHold,
 		rooms:     make(map[chat.ID]*room),

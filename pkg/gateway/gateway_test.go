@@ -180,8 +180,10 @@ func TestJoinDenied(t *testing.T) {
 // A message stored before the snapshot arrives live during the join, and
 // one stored after the snapshot arrives before joined is sent: the client
 // must get the first once (in joined) and the second once, after joined.
-func TestJoinHoldAndDedupe(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestJoinHoldAndDedupe(t *testing.T) { onEachBus(t, testJoinHoldAndDedupe) }
+
+func testJoinHoldAndDedupe(t *testing.T, bus busKind) {
+	e := newEnvOn(t, Config{}, bus)
 	token, alice := e.user("alice")
 	room := e.room(false)
 	old := e.post(alice, room, "old")
@@ -215,7 +217,7 @@ func TestJoinHoldAndDedupe(t *testing.T) {
 	e.store.mu.Lock()
 	e.store.beforeSnapshot, e.store.afterSnapshot = nil, nil
 	e.store.mu.Unlock()
-	if err := publishMessage(e.nc, inSnapshot, ""); err != nil {
+	if err := publishMessage(e.bus, inSnapshot, ""); err != nil {
 		t.Fatal(err)
 	}
 	newer := e.post(alice, room, "newer")
@@ -261,8 +263,10 @@ func TestRoomPathJoins(t *testing.T) {
 	}
 }
 
-func TestSendAckAndFanout(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestSendAckAndFanout(t *testing.T) { onEachBus(t, testSendAckAndFanout) }
+
+func testSendAckAndFanout(t *testing.T, bus busKind) {
+	e := newEnvOn(t, Config{}, bus)
 	aTok, alice := e.user("alice")
 	bTok, _ := e.user("bob")
 	room := e.room(false)
@@ -352,8 +356,10 @@ func TestSendWithoutJoinAndErrors(t *testing.T) {
 	}
 }
 
-func TestTyping(t *testing.T) {
-	e := newEnv(t, Config{TypingInterval: time.Hour})
+func TestTyping(t *testing.T) { onEachBus(t, testTyping) }
+
+func testTyping(t *testing.T, bus busKind) {
+	e := newEnvOn(t, Config{TypingInterval: time.Hour}, bus)
 	aTok, alice := e.user("alice")
 	bTok, _ := e.user("bob")
 	_, carol := e.user("carol")
@@ -457,8 +463,10 @@ func TestOversizedFrame(t *testing.T) {
 
 // A client that stops reading is closed with 1013 once its queue is full,
 // while another client in the same room keeps getting every frame.
-func TestSlowConsumer(t *testing.T) {
-	e := newEnv(t, Config{SendQueue: 16, WriteTimeout: time.Minute})
+func TestSlowConsumer(t *testing.T) { onEachBus(t, testSlowConsumer) }
+
+func testSlowConsumer(t *testing.T, bus busKind) {
+	e := newEnvOn(t, Config{SendQueue: 16, WriteTimeout: time.Minute}, bus)
 	fTok, _ := e.user("fast")
 	sTok, _ := e.user("slow")
 	_, poster := e.user("poster")
@@ -475,7 +483,7 @@ func TestSlowConsumer(t *testing.T) {
 		for range 8 {
 			id, at := ids.Next()
 			m := chat.Message{ID: id, RoomID: room, UserID: poster.User.ID, Username: "poster", Body: fmt.Sprint(seq, " ", pad), CreatedAt: at}
-			if err := publishMessage(e.nc, m, ""); err != nil {
+			if err := publishMessage(e.bus, m, ""); err != nil {
 				t.Fatal(err)
 			}
 			seq++
@@ -604,8 +612,10 @@ func TestPingKeepalive(t *testing.T) {
 	waitFor(t, "silent client dropped", func() bool { return e.g.Stats().ConnsCurrent == 0 })
 }
 
-func TestShutdownClosesAndLeaksNothing(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestShutdownClosesAndLeaksNothing(t *testing.T) { onEachBus(t, testShutdownClosesAndLeaksNothing) }
+
+func testShutdownClosesAndLeaksNothing(t *testing.T, bus busKind) {
+	e := newEnvOn(t, Config{}, bus)
 	aTok, alice := e.user("alice")
 	bTok, _ := e.user("bob")
 	room := e.room(false)
@@ -647,6 +657,9 @@ func TestShutdownClosesAndLeaksNothing(t *testing.T) {
 	if e.nc.NumSubscriptions() != 0 {
 		t.Fatalf("%d NATS subscriptions left", e.nc.NumSubscriptions())
 	}
+	if e.local != nil && e.local.Subscriptions() != 0 {
+		t.Fatalf("%d local room subscriptions left", e.local.Subscriptions())
+	}
 	// The control subscription's goroutine is gone too, so the count
 	// must drop below what it was with Run going.
 	waitFor(t, "goroutines to exit", func() bool { return runtime.NumGoroutine() < base })
@@ -660,7 +673,7 @@ func TestShutdownClosesAndLeaksNothing(t *testing.T) {
 
 // Frames from NATS reach connections byte for byte, never re-encoded.
 func TestFramesForwardedAsIs(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnvOn(t, Config{}, natsBus)
 	token, _ := e.user("alice")
 	room := e.room(false)
 	c := e.dial(token)
@@ -867,8 +880,10 @@ func TestAckWithoutItsMessageFrameIsNotLost(t *testing.T) {
 // An ack still waiting for its message frame is written before the
 // answer to the client's next request, and before the close frame when
 // the server shuts down.
-func TestHeldAckGoesFirst(t *testing.T) {
-	e := newEnv(t, Config{})
+func TestHeldAckGoesFirst(t *testing.T) { onEachBus(t, testHeldAckGoesFirst) }
+
+func testHeldAckGoesFirst(t *testing.T, bus busKind) {
+	e := newEnvOn(t, Config{}, bus)
 	e.g.ackHold = time.Hour
 	e.poster.likeIngest, e.poster.noFanout = true, true
 	tok, _ := e.user("alice")

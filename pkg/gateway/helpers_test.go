@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/natsbus"
 )
 
 // deadline bounds every wait in these tests. It is generous on purpose:
@@ -166,7 +167,7 @@ func (s *fakeStore) Since(ctx context.Context, userID, roomID, since chat.ID, li
 type fakePoster struct {
 	rooms *fakeRooms
 	store *fakeStore
-	nc    *nats.Conn
+	bus   chat.RoomBus
 	ids   *chat.IDGen
 
 	mu    sync.Mutex
@@ -216,9 +217,9 @@ func (p *fakePoster) post(ctx context.Context, caller chat.Caller, roomID chat.I
 	switch {
 	case noFanout:
 	case likeIngest:
-		go func() { _ = publishMessage(p.nc, m, nonce) }()
+		go func() { _ = publishMessage(p.bus, m, nonce) }()
 	default:
-		if err := publishMessage(p.nc, m, ""); err != nil {
+		if err := publishMessage(p.bus, m, ""); err != nil {
 			return chat.Message{}, err
 		}
 	}
@@ -233,22 +234,33 @@ func messageFrame(m chat.Message) []byte {
 	return b
 }
 
-// publishMessage publishes m's room frame; a nonce goes in its header, as
-// ingest sets it for the sender's gateway.
-func publishMessage(nc *nats.Conn, m chat.Message, nonce string) error {
-	msg := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Header: nats.Header{}, Data: messageFrame(m)}
-	msg.Header.Set(chat.HeaderType, "message")
-	msg.Header.Set(chat.HeaderUser, m.UserID.String())
-	if nonce != "" {
-		msg.Header.Set(chat.HeaderNonce, nonce)
+// publishMessage publishes m's room frame on bus, with the sender's nonce
+// as ingest gives it for the sender's gateway.
+func publishMessage(bus chat.RoomBus, m chat.Message, nonce string) error {
+	return bus.PublishRoom(m.RoomID, chat.RoomFrame{Type: "message", User: m.UserID, Nonce: nonce, Data: messageFrame(m)})
+}
+
+// busKind is the room bus an env's gateway uses.
+type busKind string
+
+const (
+	localBus busKind = "local" // natsbus.LocalRooms, as in one embedded process
+	natsBus  busKind = "nats"  // natsbus.Rooms, as across processes
+)
+
+// onEachBus runs test once on each room bus.
+func onEachBus(t *testing.T, test func(*testing.T, busKind)) {
+	for _, b := range []busKind{localBus, natsBus} {
+		t.Run(string(b), func(t *testing.T) { test(t, b) })
 	}
-	return nc.PublishMsg(msg)
 }
 
 // env is one gateway behind an httptest server, with fake roles.
 type env struct {
 	tb     testing.TB
 	nc     *nats.Conn
+	bus    chat.RoomBus
+	local  *natsbus.LocalRooms // bus, when it is the local one
 	users  *fakeUsers
 	rooms  *fakeRooms
 	store  *fakeStore
@@ -260,22 +272,39 @@ type env struct {
 	nextID chat.ID
 }
 
+// newEnv starts a gateway whose room frames go over the local bus, as in
+// the default embedded mode.
 func newEnv(tb testing.TB, cfg Config) *env {
 	tb.Helper()
+	return newEnvOn(tb, cfg, localBus)
+}
+
+// newEnvOn starts a gateway on the given room bus. Control events go over
+// NATS either way.
+func newEnvOn(tb testing.TB, cfg Config, kind busKind) *env {
+	tb.Helper()
 	nc := startNATS(tb)
+	var bus chat.RoomBus = natsbus.NewRooms(nc)
+	var local *natsbus.LocalRooms
+	if kind == localBus {
+		local = natsbus.NewLocalRooms(0, nil)
+		bus = local
+	}
 	ids, _ := chat.NewIDGen(1)
 	rooms := &fakeRooms{rooms: make(map[chat.ID]*fakeRoom)}
 	store := &fakeStore{rooms: rooms, msgs: make(map[chat.ID][]chat.Message)}
 	e := &env{
 		tb:     tb,
 		nc:     nc,
+		bus:    bus,
+		local:  local,
 		users:  &fakeUsers{tokens: make(map[string]chat.Caller)},
 		rooms:  rooms,
 		store:  store,
-		poster: &fakePoster{rooms: rooms, store: store, nc: nc, ids: ids},
+		poster: &fakePoster{rooms: rooms, store: store, bus: bus, ids: ids},
 		nextID: 1000,
 	}
-	e.g = New(cfg, Deps{Users: e.users, Rooms: rooms, Query: store, Poster: e.poster, NC: nc}, nil)
+	e.g = New(cfg, Deps{Users: e.users, Rooms: rooms, Query: store, Poster: e.poster, NC: nc, Bus: bus}, nil)
 	mux := http.NewServeMux()
 	e.g.Register(mux)
 	e.srv = httptest.NewServer(mux)

@@ -16,8 +16,8 @@ import (
 // the room. Lock order: Gateway.mu before room.mu. The NATS callback takes
 // only room.mu, so fanout in one room never waits for joins elsewhere.
 type room struct {
-	id  chat.ID
-	sub *nats.Subscription
+	id    chat.ID
+	unsub func()
 
 	mu      sync.Mutex
 	gone    bool // unsubscribed; late callbacks must do nothing
@@ -49,11 +49,11 @@ func (g *Gateway) joinLocked(c *conn, id chat.ID) (*room, *member, bool, error) 
 	r := g.rooms[id]
 	if r == nil {
 		r = &room{id: id, members: make(map[*conn]*member)}
-		sub, err := g.deps.NC.Subscribe(chat.RoomSubject(id), func(m *nats.Msg) { g.onRoomMsg(r, m) })
+		unsub, err := g.bus.SubscribeRoom(id, func(f chat.RoomFrame) { g.onRoomMsg(r, f) })
 		if err != nil {
 			return nil, nil, false, err
 		}
-		r.sub = sub
+		r.unsub = unsub
 		g.rooms[id] = r
 		g.stats.rooms.Add(1)
 	}
@@ -97,26 +97,22 @@ func (g *Gateway) dropRoomLocked(r *room) {
 		delete(g.rooms, r.id)
 	}
 	g.stats.rooms.Add(-1)
-	if err := r.sub.Unsubscribe(); err != nil {
-		g.log.Debug("unsubscribe room", "room_id", r.id, "err", err)
-	}
+	r.unsub()
 }
 
 // onRoomMsg forwards one room frame to every local member. It never
 // blocks: enqueue drops (and closes) a connection that cannot keep up.
-func (g *Gateway) onRoomMsg(r *room, m *nats.Msg) {
-	typ := m.Header.Get(chat.HeaderType)
-	uid, _ := strconv.ParseInt(m.Header.Get(chat.HeaderUser), 10, 64)
-	sender := chat.ID(uid)
+func (g *Gateway) onRoomMsg(r *room, f chat.RoomFrame) {
+	typ, sender := f.Type, f.User
 	var from chat.ID // typing frames are not echoed to their sender
 	if typ == typeTyping {
 		from = sender
 	}
 	var nonce string // a message frame may wait for its sender's ack
 	if typ == typeMessage {
-		nonce = m.Header.Get(chat.HeaderNonce)
+		nonce = f.Nonce
 	}
-	data := m.Data
+	data := f.Data
 	frame := wsText(data) // framed once for every member
 	// The message ID is parsed at most once per frame, and only if a
 	// member needs it for dedupe.

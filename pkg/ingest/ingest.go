@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/chatd/chatd/pkg/chat"
+	"github.com/chatd/chatd/pkg/natsbus"
 )
 
 // NonceCache remembers which client nonces were stored (pkg/redis).
@@ -119,7 +120,11 @@ func (c *Config) setDefaults() {
 // Deps are the ingest server's collaborators. Nonces and Recent may be nil
 // (no deduplication, no recent window).
 type Deps struct {
-	NC     *nats.Conn
+	// NC takes send requests (chat.SubjectIngest), and carries the fanout
+	// unless Bus is set.
+	NC *nats.Conn
+	// Bus carries each new message's room frame; nil: NATS on NC.
+	Bus    chat.RoomBus
 	Log    chat.Log
 	IDs    *chat.IDGen
 	Nonces NonceCache
@@ -177,6 +182,9 @@ type Server struct {
 // NewServer returns an ingest server; Run starts it.
 func NewServer(cfg Config, deps Deps, log *slog.Logger) *Server {
 	cfg.setDefaults()
+	if deps.Bus == nil && deps.NC != nil {
+		deps.Bus = natsbus.NewRooms(deps.NC)
+	}
 	return &Server{cfg: cfg, deps: deps, log: log.With("role", "ingest"), buf: make(chan request, cfg.Buffer)}
 }
 
@@ -621,15 +629,9 @@ func (s *Server) complete(f *flight) {
 		frame = append(frame, `{"type":"message","message":`...)
 		frame = append(frame, b...)
 		frame = append(frame, '}')
-		// The header names are in canonical form already, so the map is
-		// built directly rather than through Header.Set.
-		hdr := nats.Header{chat.HeaderType: {"message"}, chat.HeaderUser: {m.UserID.String()}}
-		if m.Nonce != "" {
-			// Lets the sender's gateway put the ack before this frame.
-			hdr[chat.HeaderNonce] = []string{m.Nonce}
-		}
-		out := &nats.Msg{Subject: chat.RoomSubject(m.RoomID), Data: frame, Header: hdr}
-		if err := s.deps.NC.PublishMsg(out); err != nil {
+		// The nonce lets the sender's gateway put the ack before this frame.
+		out := chat.RoomFrame{Type: "message", User: m.UserID, Nonce: m.Nonce, Data: frame}
+		if err := s.deps.Bus.PublishRoom(m.RoomID, out); err != nil {
 			// The message is stored and acked; live clients will get it
 			// on their next join with since.
 			s.log.Warn("fanout publish failed", "err", err, "room_id", m.RoomID)

@@ -199,6 +199,19 @@ func (m *Metrics) Gateway(stats func() GatewayStats) {
 	))
 }
 
+// RoomBusDropped exports chatd_room_bus_dropped_total, read from dropped
+// at each scrape: room frames the in-process room bus dropped because a
+// subscriber fell a whole queue behind. Call it once per Metrics.
+func (m *Metrics) RoomBusDropped(dropped func() int64) {
+	if m == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Name: "room_bus_dropped_total",
+		Help: "Room frames the in-process room bus dropped because a subscriber fell a whole queue behind.",
+	}, func() float64 { return float64(dropped()) }))
+}
+
 // LogStats is a snapshot of the durable message log's counters. Its fields
 // match jetstream.Stats; a backend that keeps fewer leaves the rest zero.
 type LogStats struct {

@@ -349,3 +349,15 @@ func TestSeparateInstancesDoNotShareState(t *testing.T) {
 		t.Error("b does not report its own gateway")
 	}
 }
+
+func TestRoomBusDropped(t *testing.T) {
+	m := metrics.New()
+	var dropped int64
+	m.RoomBusDropped(func() int64 { return dropped })
+	dropped = 12
+	compare(t, m, `
+# HELP chatd_room_bus_dropped_total Room frames the in-process room bus dropped because a subscriber fell a whole queue behind.
+# TYPE chatd_room_bus_dropped_total counter
+chatd_room_bus_dropped_total 12
+`, "chatd_room_bus_dropped_total")
+}
