@@ -29,6 +29,7 @@ IDLE_CONNS=${IDLE_CONNS:-10000}              # bar 1
 FANOUT_CONNS=${FANOUT_CONNS:-10000}          # bar 2: 10,000 connections
 FANOUT_ROOMS=${FANOUT_ROOMS:-100}            #        in 100 rooms of 100
 FANOUT_RATES=${FANOUT_RATES:-250,500,1000,1600,2400,3200}  # sends/s per step (x100 members = deliveries/s); 1600 is the first over 150,000
+FANOUT_REFINE=${FANOUT_REFINE:-3}             # then up to 3 steps bisecting between the last good rate and the first broken one
 CHAT_CONNS=${CHAT_CONNS:-2000}
 CONNECT_CONNS=${CONNECT_CONNS:-5000}
 DURABLE_RATE=${DURABLE_RATE:-2000}           # bar 3
@@ -162,7 +163,7 @@ scenario() {
 
 scenario idle 240 --conns "$IDLE_CONNS" --rooms 100 --workers "$WORKERS" --settle 5s --duration 8s
 scenario fanout 420 --conns "$FANOUT_CONNS" --rooms "$FANOUT_ROOMS" --body-size 100 --workers "$WORKERS" \
-	--duration "$DURATION" --rates "$FANOUT_RATES" --max-p99 50ms --max-loss 0
+	--duration "$DURATION" --rates "$FANOUT_RATES" --refine "$FANOUT_REFINE" --max-p99 50ms --max-loss 0
 scenario chat 180 --conns "$CHAT_CONNS" --room-size 5 --rate "$CHAT_CONNS" --duration "$DURATION" --workers "$WORKERS"
 scenario connect 180 --conns "$CONNECT_CONNS" --rooms 100 --concurrency 64 --workers "$WORKERS"
 scenario durable 150 --conns 20 --rate "$DURABLE_RATE" --duration "$DURABLE_DURATION" --workers 1

@@ -147,11 +147,16 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 		if bs != nil {
 			m = fmt.Sprintf("%.0f deliveries/s at %.0f sends/s, p99 %.1f ms", bs.DeliveriesPerSec, bs.Rate, bs.Latency.P99)
 		}
-		for _, s := range r.Steps {
-			if !s.OK {
-				m += fmt.Sprintf("; broke at %.0f sends/s: %s", s.Rate, s.Broke)
-				break
+		// The lowest rate that broke a bound (refinement steps come after
+		// the first broken one, at lower rates).
+		var broke *Step
+		for i := range r.Steps {
+			if s := &r.Steps[i]; !s.OK && (broke == nil || s.Rate < broke.Rate) {
+				broke = s
 			}
+		}
+		if broke != nil {
+			m += fmt.Sprintf("; broke at %.0f sends/s: %s", broke.Rate, broke.Broke)
 		}
 		if bs != nil && bs.ToolCPU > 0 {
 			m += fmt.Sprintf(" (tool %.2f CPU, %.1f frames/read)", bs.ToolCPU, bs.FramesPerRead)

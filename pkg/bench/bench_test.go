@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -228,7 +229,7 @@ func TestDefaultsBounded(t *testing.T) {
 	// --bar gives each scenario its bar's shape.
 	fo := Options{Scenario: "fanout", Bar: true}
 	if err := fo.defaults(); err != nil || fo.Conns != 10000 || fo.Rooms != 100 || fo.BodySize != 100 || fo.MaxP99 != 50*time.Millisecond ||
-		fo.MaxLoss != 0 || len(fo.Rates) == 0 || fo.Rates[len(fo.Rates)-1]*100 < 150000 || fo.Workers < 2 {
+		fo.MaxLoss != 0 || fo.Refine == 0 || len(fo.Rates) == 0 || fo.Rates[len(fo.Rates)-1]*100 < 150000 || fo.Workers < 2 {
 		t.Errorf("fanout --bar: %v %+v", err, fo)
 	}
 	io := Options{Scenario: "idle", Bar: true}
@@ -383,5 +384,55 @@ PASS
 	}
 	if _, err := ParseReadsBench(strings.NewReader("PASS\n"), 1, 1); err == nil {
 		t.Error("empty output accepted")
+	}
+}
+
+// Refinement narrows the gap between the last good step and the first
+// broken one to within 5%, never tries outside it, and stops on an error.
+func TestBisect(t *testing.T) {
+	const capacity = 1234.0
+	var tried []float64
+	try := func(rate float64) (bool, error) {
+		if rate <= 1000 || rate >= 1600 {
+			t.Fatalf("tried %v, outside the gap", rate)
+		}
+		tried = append(tried, rate)
+		return rate <= capacity, nil
+	}
+	if err := bisect(1000, 1600, 10, try); err != nil {
+		t.Fatal(err)
+	}
+	// 1300 x, 1150 ok, 1225 ok, 1263 x, then 1225..1263 is within 5%.
+	want := []float64{1300, 1150, 1225, 1263}
+	if fmt.Sprint(tried) != fmt.Sprint(want) {
+		t.Fatalf("tried %v, want %v", tried, want)
+	}
+	tried = nil
+	if err := bisect(1000, 1600, 2, try); err != nil || len(tried) != 2 {
+		t.Fatalf("bounded to 2 steps: tried %v, %v", tried, err)
+	}
+	for _, gap := range [][2]float64{{0, 1600}, {1000, 0}, {1000, 1040}} {
+		if err := bisect(gap[0], gap[1], 5, func(float64) (bool, error) { t.Fatalf("tried a step for gap %v", gap); return false, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	boom := errors.New("boom")
+	if err := bisect(1000, 1600, 5, func(float64) (bool, error) { return false, boom }); !errors.Is(err, boom) {
+		t.Fatalf("error not returned: %v", err)
+	}
+}
+
+// With refinement steps the fanout bar reports the best good step and the
+// lowest rate that broke, whatever order they ran in.
+func TestBarsRefinedFanout(t *testing.T) {
+	r := &Result{Scenario: "fanout", Conns: 10000, Rooms: 100, BodySize: 100, Connected: 10000, LastGood: 3, Steps: []Step{
+		{Rate: 500, OK: true, DeliveriesPerSec: 50000, Latency: Latency{P99: 10}},
+		{Rate: 1000, Broke: "p99 400ms >= 50ms", DeliveriesPerSec: 90000, Latency: Latency{P99: 400}},
+		{Rate: 750, Broke: "p99 60ms >= 50ms", DeliveriesPerSec: 74000, Latency: Latency{P99: 60}},
+		{Rate: 625, OK: true, DeliveriesPerSec: 62500, Latency: Latency{P99: 30}},
+	}}
+	row := Bars([]*Result{r}, nil, nil, nil)[1]
+	if !strings.Contains(row.Measured, "62500 deliveries/s at 625 sends/s") || !strings.Contains(row.Measured, "broke at 750 sends/s: p99 60ms") {
+		t.Fatalf("fanout row: %s", row.Measured)
 	}
 }

@@ -32,6 +32,7 @@ func Command() *cli.Command {
 		&cli.StringFlag{Name: "rates", Usage: "fanout: comma-separated total sends/s of each step, e.g. 250,500,1000,1600 (instead of --rate, --rate-factor, --steps)"},
 		&cli.Float64Flag{Name: "rate-factor", Usage: "fanout: rate multiplier per step (default 2)"},
 		&cli.IntFlag{Name: "steps", Usage: "fanout: most rate steps (default 4)"},
+		&cli.IntFlag{Name: "refine", Usage: "fanout: after the first step that breaks a bound, up to this many more steps bisecting between it and the last good rate (default 0)"},
 		&cli.DurationFlag{Name: "max-p99", Usage: "fanout: delivery p99 bound (default 50ms)"},
 		&cli.Float64Flag{Name: "max-loss", Usage: "fanout: lost fraction bound (default 0)"},
 		&cli.IntFlag{Name: "body-size", Usage: "message body bytes (default 100)"},
@@ -203,7 +204,7 @@ func runCLI(c *cli.Context, scenario string) error {
 	o := Options{
 		Scenario: scenario, URL: c.String("url"), MetricsURL: c.String("metrics-url"), AllowRemote: c.Bool("allow-remote"), Bar: c.Bool("bar"),
 		Conns: c.Int("conns"), Rooms: c.Int("rooms"), RoomSize: c.Int("room-size"), Duration: c.Duration("duration"),
-		Rate: c.Float64("rate"), RateFactor: c.Float64("rate-factor"), Steps: c.Int("steps"),
+		Rate: c.Float64("rate"), RateFactor: c.Float64("rate-factor"), Steps: c.Int("steps"), Refine: c.Int("refine"),
 		MaxP99: c.Duration("max-p99"), MaxLoss: c.Float64("max-loss"), BodySize: c.Int("body-size"),
 		ConnsPerUser: c.Int("conns-per-user"), Concurrency: c.Int("concurrency"), MaxErrors: c.Int("max-errors"),
 		Drain: c.Duration("drain"), Settle: c.Duration("settle"), PID: c.Int("pid"), Workers: c.Int("workers"),

@@ -43,6 +43,7 @@ type Options struct {
 	RateFactor   float64       // fanout: rate multiplier per step
 	Rates        []float64     // fanout: the total sends/s of each step (instead of Rate, RateFactor, Steps)
 	Steps        int           // fanout: most steps
+	Refine       int           // fanout: after the first step that breaks, up to this many more bisecting between it and the last good rate
 	MaxP99       time.Duration // fanout: a step with a larger delivery p99 breaks the bound
 	MaxLoss      float64       // fanout: a step losing more than this fraction breaks the bound
 	BodySize     int           // bytes per message body
@@ -148,8 +149,8 @@ func (o *Options) defaults() error {
 	if o.Rooms > o.Conns {
 		o.Rooms = o.Conns
 	}
-	if o.Conns > 200_000 || o.Duration > time.Hour || o.Steps > 50 {
-		return errors.New("refusing an unbounded run: at most 200000 connections, 1h, 50 steps")
+	if o.Conns > 200_000 || o.Duration > time.Hour || o.Steps > 50 || o.Refine > 10 {
+		return errors.New("refusing an unbounded run: at most 200000 connections, 1h, 50 steps, 10 refinement steps")
 	}
 	if o.LagWait > 10*time.Minute || (o.Sample > 0 && o.Sample < 50*time.Millisecond) {
 		return errors.New("refusing an unbounded run: --lag-wait at most 10m, --sample at least 50ms")
@@ -192,6 +193,7 @@ func (o *Options) barShape() error {
 		if len(o.Rates) == 0 && o.Rate <= 0 {
 			o.Rates = BarRates
 		}
+		def(&o.Refine, 3)
 		def(&o.Workers, 2)
 	case "durable": // bar 3: acks at 2,000 sends/s
 		if o.Rate <= 0 {
@@ -265,6 +267,29 @@ func (r *Result) Main() *Step {
 		return &r.Steps[r.LastGood]
 	}
 	return &r.Steps[len(r.Steps)-1]
+}
+
+// bisect narrows the gap between a good rate and a broken one with up to
+// n calls of try, each at the midpoint (rounded to a whole send/s), until
+// the gap is within 5% of the good rate. good or bad 0 (nothing kept within
+// the bounds, or nothing broke them) means there is no gap to narrow.
+func bisect(good, bad float64, n int, try func(rate float64) (ok bool, err error)) error {
+	for range n {
+		if good <= 0 || bad <= good || bad-good <= 0.05*good {
+			return nil
+		}
+		mid := math.Round((good + bad) / 2)
+		ok, err := try(mid)
+		if err != nil {
+			return err
+		}
+		if ok {
+			good = mid
+		} else {
+			bad = mid
+		}
+	}
+	return nil
 }
 
 // ErrRateLimited is returned when the server refused sends as rate_limited.
@@ -379,15 +404,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			res.RSSAfter, _ = a.rss(ctx, o.PID)
 		}
 	case "fanout":
-		rate := o.Rate
-		for i := range o.Steps {
-			if len(o.Rates) > 0 {
-				rate = o.Rates[i]
-			}
-			st, err := runStep(ctx, p, i+1, rate, pubs, o, say)
+		// step runs one step at rate and records it; ok says whether it
+		// kept within the bounds.
+		step := func(rate float64) (ok bool, err error) {
+			n := len(res.Steps) + 1
+			st, err := runStep(ctx, p, n, rate, pubs, o, say)
 			res.mergeCodes(st.codes)
 			if err != nil {
-				return nil, err
+				return false, err
 			}
 			s := st.Step
 			var why []string
@@ -410,11 +434,35 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			s.Broke = strings.Join(why, ", ")
 			res.Steps = append(res.Steps, s)
 			if !s.OK {
-				say("step %d broke the bound: %s", i+1, s.Broke)
+				say("step %d broke the bound: %s", n, s.Broke)
+				return false, nil
+			}
+			// Steps only climb past the last good rate, so the newest
+			// good step is the best.
+			res.LastGood = n - 1
+			return true, nil
+		}
+		rate, good, bad := o.Rate, 0.0, 0.0
+		for i := range o.Steps {
+			if len(o.Rates) > 0 {
+				rate = o.Rates[i]
+			}
+			ok, err := step(rate)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				bad = rate
 				break
 			}
-			res.LastGood = i
+			good = rate
 			rate *= o.RateFactor
+		}
+		if err := bisect(good, bad, o.Refine, func(rate float64) (bool, error) {
+			say("refining: %.0f sends/s", rate)
+			return step(rate)
+		}); err != nil {
+			return nil, err
 		}
 		if haveRSS {
 			res.RSSBefore = rssBefore
