@@ -318,6 +318,26 @@ func (l *lagSampler) waitZero(ctx context.Context, deadline time.Time, every tim
 	}
 }
 
+// settle waits, up to limit, until the server's consumer groups have
+// committed everything in the log (chatd_log_lag 0 for every group; a
+// server that exports none counts as settled).
+func settle(ctx context.Context, a *api, limit time.Duration, say func(string, ...any)) {
+	l := &lagSampler{a: a, say: func(string, ...any) {}, lag: map[string]*LagStat{}}
+	l.sample(ctx)
+	l.mu.Lock()
+	none := len(l.current) == 0
+	l.mu.Unlock()
+	if none {
+		return
+	}
+	start := time.Now()
+	if !l.waitZero(ctx, start.Add(limit), 250*time.Millisecond) {
+		say("consumers still behind after %s; starting the step anyway", limit)
+	} else if d := time.Since(start); d > time.Second {
+		say("waited %.1fs for the consumers to catch up", d.Seconds())
+	}
+}
+
 // promSample is one line of the Prometheus text format.
 type promSample struct {
 	name   string

@@ -408,6 +408,13 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		// kept within the bounds.
 		step := func(rate float64) (ok bool, err error) {
 			n := len(res.Steps) + 1
+			if n > 1 {
+				// A step that overloaded the server leaves the store and
+				// index consumers behind (ingest then pauses for them): the
+				// next step starts once they have caught up, or after a
+				// minute.
+				settle(ctx, a, time.Minute, say)
+			}
 			st, err := runStep(ctx, p, n, rate, pubs, o, say)
 			res.mergeCodes(st.codes)
 			if err != nil {
