@@ -39,10 +39,12 @@ type RoomFrame struct {
 
 // RoomBus carries room frames from ingest and gateways to every gateway
 // with a member in the room. A subscriber gets the frames of one publisher
-// in the order they were published, one at a time.
+// in the order they were published, one call at a time; a call may carry
+// several frames when they queued while the subscriber was busy, so it can
+// coalesce them (the slice is valid only during the call).
 type RoomBus interface {
 	PublishRoom(room ID, f RoomFrame) error
-	SubscribeRoom(room ID, fn func(RoomFrame)) (unsubscribe func(), err error)
+	SubscribeRoom(room ID, fn func([]RoomFrame)) (unsubscribe func(), err error)
 	// Sync returns once the subscriptions made before it are in effect:
 	// they get every frame published after Sync returns.
 	Sync(ctx context.Context) error

@@ -150,7 +150,7 @@ func BenchmarkRoomFanout(b *testing.B) {
 	}
 	m := chat.Message{ID: 1, RoomID: room, UserID: c.User.ID, Username: "fan", Body: strings.Repeat("x", 100), CreatedAt: time.Now()}
 	frame := messageFrame(m)
-	msg := chat.RoomFrame{Type: "message", User: 1, Data: frame}
+	msgs := []chat.RoomFrame{{Type: "message", User: 1, Data: frame}}
 	e.g.mu.Lock()
 	r := e.g.rooms[room]
 	e.g.mu.Unlock()
@@ -172,7 +172,7 @@ func BenchmarkRoomFanout(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		e.g.onRoomMsg(r, msg)
+		e.g.onRoomFrames(r, msgs)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*members), "ns/delivery")

@@ -936,3 +936,69 @@ func testHeldAckGoesFirst(t *testing.T, bus busKind) {
 		t.Fatalf("before the close frame the client got %q, want the ack of b", got)
 	}
 }
+
+// Frames that queued while the process was behind reach the gateway as one
+// batch: every member gets its frames of it in order, in one write, with
+// the same rules as one at a time (no echo of one's own typing; a
+// sender's own message through the ack path, after what came before it).
+func TestBatchFanout(t *testing.T) {
+	e := newEnv(t, Config{})
+	aliceTok, alice := e.user("alice")
+	bobTok, bob := e.user("bob")
+	_, carol := e.user("carol")
+	room := e.room(false)
+	a, b := e.dial(aliceTok), e.dial(bobTok)
+	a.join(room)
+	b.join(room)
+	e.g.mu.Lock()
+	r := e.g.rooms[room]
+	e.g.mu.Unlock()
+
+	msg := func(u chat.Caller, body, nonce string) chat.RoomFrame {
+		m := chat.Message{ID: e.id(), RoomID: room, UserID: u.User.ID, Username: u.User.Username, Body: body, CreatedAt: time.Now()}
+		return chat.RoomFrame{Type: typeMessage, User: u.User.ID, Nonce: nonce, Data: messageFrame(m)}
+	}
+	typing := func(u chat.Caller) chat.RoomFrame {
+		return chat.RoomFrame{Type: typeTyping, User: u.User.ID,
+			Data: mustJSON(typingFrame{Type: typeTyping, RoomID: room, UserID: u.User.ID, Username: u.User.Username})}
+	}
+	before := e.g.Stats()
+	e.g.onRoomFrames(r, []chat.RoomFrame{
+		msg(carol, "m1", ""), typing(alice), msg(alice, "m2", ""), typing(bob), msg(bob, "m3", "n3"), msg(carol, "m4", ""),
+	})
+	got := func(c *client) []string {
+		var out []string
+		for range 5 {
+			f := c.next()
+			switch f.Type {
+			case typeMessage:
+				out = append(out, f.Message.Body)
+			case typeTyping:
+				out = append(out, "typing:"+f.Username)
+			default:
+				t.Fatalf("unexpected frame %s", f.raw)
+			}
+		}
+		return out
+	}
+	if g, want := got(a), "[m1 m2 typing:bob m3 m4]"; fmt.Sprint(g) != want {
+		t.Errorf("alice got %v, want %s", g, want)
+	}
+	if g, want := got(b), "[m1 typing:alice m2 m3 m4]"; fmt.Sprint(g) != want {
+		t.Errorf("bob got %v, want %s", g, want)
+	}
+	after := e.g.Stats()
+	if d := after.Fanout - before.Fanout; d != 10 {
+		t.Errorf("deliveries counted %d, want 10", d)
+	}
+	if d := after.FramesOut - before.FramesOut; d != 10 {
+		t.Errorf("frames out counted %d, want 10", d)
+	}
+	// One more frame shows nothing else was queued for either.
+	e.g.onRoomFrames(r, []chat.RoomFrame{msg(carol, "last", "")})
+	for _, c := range []*client{a, b} {
+		if f := c.expect(typeMessage); f.Message.Body != "last" {
+			t.Fatalf("got %s", f.raw)
+		}
+	}
+}

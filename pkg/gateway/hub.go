@@ -49,7 +49,7 @@ func (g *Gateway) joinLocked(c *conn, id chat.ID) (*room, *member, bool, error) 
 	r := g.rooms[id]
 	if r == nil {
 		r = &room{id: id, members: make(map[*conn]*member)}
-		unsub, err := g.bus.SubscribeRoom(id, func(f chat.RoomFrame) { g.onRoomMsg(r, f) })
+		unsub, err := g.bus.SubscribeRoom(id, func(fs []chat.RoomFrame) { g.onRoomFrames(r, fs) })
 		if err != nil {
 			return nil, nil, false, err
 		}
@@ -100,32 +100,104 @@ func (g *Gateway) dropRoomLocked(r *room) {
 	r.unsub()
 }
 
-// onRoomMsg forwards one room frame to every local member. It never
-// blocks: enqueue drops (and closes) a connection that cannot keep up.
-func (g *Gateway) onRoomMsg(r *room, f chat.RoomFrame) {
-	typ, sender := f.Type, f.User
-	var from chat.ID // typing frames are not echoed to their sender
-	if typ == typeTyping {
-		from = sender
-	}
-	var nonce string // a message frame may wait for its sender's ack
-	if typ == typeMessage {
-		nonce = f.Nonce
-	}
-	data := f.Data
-	frame := wsText(data) // framed once for every member
-	// The message ID is parsed at most once per frame, and only if a
-	// member needs it for dedupe.
-	var id chat.ID
-	parsed := typ != typeMessage
-	msgID := func() chat.ID {
-		if !parsed {
-			parsed = true
-			id = frameMessageID(data)
-		}
-		return id
-	}
+// fanFrame is one room frame as fanout needs it: framed once for every
+// member, its message ID parsed at most once, and only if a member needs it
+// for dedupe.
+type fanFrame struct {
+	typ    string
+	sender chat.ID
+	from   chat.ID // typing frames are not echoed to their sender
+	nonce  string  // a message frame may wait for its sender's ack
+	data   []byte
+	frame  []byte
+	id     chat.ID
+	parsed bool
+}
 
+func newFanFrame(f chat.RoomFrame) fanFrame {
+	rf := fanFrame{typ: f.Type, sender: f.User, data: f.Data, frame: wsText(f.Data), parsed: f.Type != typeMessage}
+	switch f.Type {
+	case typeTyping:
+		rf.from = f.User
+	case typeMessage:
+		rf.nonce = f.Nonce
+	}
+	return rf
+}
+
+func (f *fanFrame) msgID() chat.ID {
+	if !f.parsed {
+		f.parsed = true
+		f.id = frameMessageID(f.data)
+	}
+	return f.id
+}
+
+// onRoomFrames forwards room frames, in order, to every local member. It
+// never blocks: enqueue drops (and closes) a connection that cannot keep
+// up. Several frames come at once only when they queued while this room's
+// earlier frames were being written, i.e. when the process is behind; each
+// member then gets all of its frames in one write instead of one write
+// each, so a saturated gateway makes fewer system calls the further behind
+// it falls.
+func (g *Gateway) onRoomFrames(r *room, in []chat.RoomFrame) {
+	if len(in) == 1 {
+		g.onRoomFrame(r, newFanFrame(in[0]))
+		return
+	}
+	fs := make([]fanFrame, len(in))
+	for i := range in {
+		fs[i] = newFanFrame(in[i])
+	}
+	var n int64
+	var out [][]byte // one member's frames, reused
+	var all []byte   // every frame of the batch, joined once for the members that get them all
+	r.mu.Lock()
+	if r.gone {
+		r.mu.Unlock()
+		return
+	}
+	for c, mem := range r.members {
+		out = out[:0]
+		for i := range fs {
+			f := &fs[i]
+			switch g.deliver(c, mem, f) {
+			case deliverNow:
+				out = append(out, f.frame)
+			case deliverOwn:
+				// Its ack may go with it: what came before goes first.
+				if c.enqueueFrames(out) {
+					n += int64(len(out))
+				}
+				out = out[:0]
+				if c.holdOwnFrame(f.nonce, f.frame) {
+					n++
+				} else if c.enqueueFrame(f.frame) {
+					n++
+				}
+			}
+		}
+		if len(out) == len(fs) {
+			// The usual case: the member gets the whole batch, so it
+			// shares one buffer with the others that do.
+			if all == nil {
+				all = bytes.Join(out, nil)
+			}
+			if c.enqueueFrame(all) {
+				c.g.stats.framesOut.Add(int64(len(out) - 1))
+				n += int64(len(out))
+			}
+		} else if c.enqueueFrames(out) {
+			n += int64(len(out))
+		}
+	}
+	r.mu.Unlock()
+	clear(out)
+	g.stats.deliveries.Add(n)
+}
+
+// onRoomFrame forwards one room frame to every local member.
+func (g *Gateway) onRoomFrame(r *room, f fanFrame) {
 	var n int64
 	r.mu.Lock()
 	if r.gone {
@@ -133,32 +205,55 @@ func (g *Gateway) onRoomMsg(r *room, f chat.RoomFrame) {
 		return
 	}
 	for c, mem := range r.members {
-		if from != 0 && c.caller.User.ID == from {
-			continue // no echo of one's own typing
-		}
-		if mem.joining {
-			if len(mem.held) >= g.cfg.SendQueue {
-				c.slow()
-				continue
+		switch g.deliver(c, mem, &f) {
+		case deliverNow:
+			if c.enqueueFrame(f.frame) {
+				n++
 			}
-			mem.held = append(mem.held, heldFrame{data: frame, id: msgID()})
-			continue
-		}
-		if mem.floor != 0 && typ == typeMessage {
-			if mid := msgID(); mid != 0 && mid <= mem.floor {
-				continue
+		case deliverOwn:
+			if c.holdOwnFrame(f.nonce, f.frame) {
+				n++
+			} else if c.enqueueFrame(f.frame) {
+				n++
 			}
-		}
-		if nonce != "" && c.caller.User.ID == sender && c.holdOwnFrame(nonce, frame) {
-			n++
-			continue
-		}
-		if c.enqueueFrame(frame) {
-			n++
 		}
 	}
 	r.mu.Unlock()
 	g.stats.deliveries.Add(n)
+}
+
+type delivery int
+
+const (
+	deliverNone delivery = iota // not for this member, or held for its join
+	deliverNow                  // write it
+	deliverOwn                  // the member's own message: its ack may be waiting for it
+)
+
+// deliver decides what one member gets of f. A member still joining holds
+// the frame (or is dropped as slow when it holds too many). Caller holds
+// r.mu.
+func (g *Gateway) deliver(c *conn, mem *member, f *fanFrame) delivery {
+	if f.from != 0 && c.caller.User.ID == f.from {
+		return deliverNone // no echo of one's own typing
+	}
+	if mem.joining {
+		if len(mem.held) >= g.cfg.SendQueue {
+			c.slow()
+			return deliverNone
+		}
+		mem.held = append(mem.held, heldFrame{data: f.frame, id: f.msgID()})
+		return deliverNone
+	}
+	if mem.floor != 0 && f.typ == typeMessage {
+		if mid := f.msgID(); mid != 0 && mid <= mem.floor {
+			return deliverNone
+		}
+	}
+	if f.nonce != "" && c.caller.User.ID == f.sender {
+		return deliverOwn
+	}
+	return deliverNow
 }
 
 // frameMessageID returns the message ID of a message frame, 0 if it has none.

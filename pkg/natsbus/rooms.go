@@ -35,15 +35,19 @@ func (b *Rooms) PublishRoom(room chat.ID, f chat.RoomFrame) error {
 	return b.nc.PublishMsg(&nats.Msg{Subject: chat.RoomSubject(room), Data: f.Data, Header: hdr})
 }
 
-// SubscribeRoom calls fn with every frame published to room from now on.
-func (b *Rooms) SubscribeRoom(room chat.ID, fn func(chat.RoomFrame)) (func(), error) {
+// SubscribeRoom calls fn with every frame published to room from now on,
+// one frame per call.
+func (b *Rooms) SubscribeRoom(room chat.ID, fn func([]chat.RoomFrame)) (func(), error) {
+	var one [1]chat.RoomFrame // nats.go calls the handler from one goroutine
 	sub, err := b.nc.Subscribe(chat.RoomSubject(room), func(m *nats.Msg) {
 		uid, _ := strconv.ParseInt(m.Header.Get(chat.HeaderUser), 10, 64)
 		f := chat.RoomFrame{Type: m.Header.Get(chat.HeaderType), User: chat.ID(uid), Data: m.Data}
 		if f.Type == "message" {
 			f.Nonce = m.Header.Get(chat.HeaderNonce)
 		}
-		fn(f)
+		one[0] = f
+		fn(one[:])
+		one[0] = chat.RoomFrame{}
 	})
 	if err != nil {
 		return nil, err
@@ -83,6 +87,13 @@ var _ chat.RoomBus = (*LocalRooms)(nil)
 // DefaultLocalPending is LocalRooms' queue bound per subscription, in
 // frames.
 const DefaultLocalPending = 65536
+
+// LocalBatch is the most frames LocalRooms hands a subscriber in one call.
+// Frames queue only while the subscriber is busy with earlier ones, so a
+// batch of more than one means the process is behind; the gateway then
+// writes the whole batch to each member at once, one write instead of one
+// per frame.
+const LocalBatch = 64
 
 // NewLocalRooms returns an in-memory room bus; pending bounds each
 // subscription's queue (0: DefaultLocalPending).
@@ -124,8 +135,9 @@ func (b *LocalRooms) PublishRoom(room chat.ID, f chat.RoomFrame) error {
 // Sync returns at once: a local subscription is in effect when made.
 func (b *LocalRooms) Sync(context.Context) error { return nil }
 
-// SubscribeRoom calls fn with every frame published to room from now on.
-func (b *LocalRooms) SubscribeRoom(room chat.ID, fn func(chat.RoomFrame)) (func(), error) {
+// SubscribeRoom calls fn with every frame published to room from now on:
+// all that queued while fn was busy, up to LocalBatch per call.
+func (b *LocalRooms) SubscribeRoom(room chat.ID, fn func([]chat.RoomFrame)) (func(), error) {
 	s := &localSub{bus: b, room: room, fn: fn}
 	b.mu.Lock()
 	b.subs[room] = append(slices.Clip(b.subs[room]), s)
@@ -152,7 +164,7 @@ func (b *LocalRooms) unsubscribe(s *localSub) {
 type localSub struct {
 	bus  *LocalRooms
 	room chat.ID
-	fn   func(chat.RoomFrame)
+	fn   func([]chat.RoomFrame)
 
 	mu       sync.Mutex
 	q        []chat.RoomFrame
@@ -184,18 +196,20 @@ func (s *localSub) push(f chat.RoomFrame) {
 	}
 }
 
-// drain hands queued frames to fn in order until the queue is empty.
+// drain hands queued frames to fn in order, LocalBatch at a time at most,
+// until the queue is empty.
 func (s *localSub) drain() {
 	s.mu.Lock()
 	for len(s.q) > 0 && !s.closed.Load() {
 		batch := s.q
 		s.q, s.spare = s.spare[:0], nil
 		s.mu.Unlock()
-		for i := range batch {
+		for i := 0; i < len(batch); i += LocalBatch {
+			part := batch[i:min(i+LocalBatch, len(batch))]
 			if !s.closed.Load() {
-				s.fn(batch[i])
+				s.fn(part)
 			}
-			batch[i] = chat.RoomFrame{} // let the frame's bytes go
+			clear(part) // let the frames' bytes go
 		}
 		s.mu.Lock()
 		s.spare = batch[:0]

@@ -34,9 +34,9 @@ type collector struct {
 
 func newCollector() *collector { return &collector{more: make(chan struct{}, 1)} }
 
-func (c *collector) add(f chat.RoomFrame) {
+func (c *collector) add(fs []chat.RoomFrame) {
 	c.mu.Lock()
-	c.frames = append(c.frames, f)
+	c.frames = append(c.frames, fs...)
 	c.mu.Unlock()
 	select {
 	case c.more <- struct{}{}:
@@ -66,7 +66,7 @@ func (c *collector) wait(t *testing.T, n int) []chat.RoomFrame {
 	}
 }
 
-func subscribe(t *testing.T, b chat.RoomBus, room chat.ID, fn func(chat.RoomFrame)) func() {
+func subscribe(t *testing.T, b chat.RoomBus, room chat.ID, fn func([]chat.RoomFrame)) func() {
 	t.Helper()
 	unsub, err := b.SubscribeRoom(room, fn)
 	if err != nil {
@@ -158,9 +158,11 @@ func TestLocalRoomsBoundsAStuckSubscriber(t *testing.T) {
 	entered, release := make(chan struct{}), make(chan struct{})
 	c := newCollector()
 	var once sync.Once
-	subscribe(t, b, 1, func(f chat.RoomFrame) {
+	var calls []int // frames per call; only the drainer touches it
+	subscribe(t, b, 1, func(fs []chat.RoomFrame) {
 		once.Do(func() { close(entered); <-release })
-		c.add(f)
+		calls = append(calls, len(fs))
+		c.add(fs)
 	})
 	if err := b.PublishRoom(1, chat.RoomFrame{Type: "message", Data: []byte("0")}); err != nil {
 		t.Fatal(err)
@@ -187,6 +189,11 @@ func TestLocalRoomsBoundsAStuckSubscriber(t *testing.T) {
 		if string(f.Data) != strconv.Itoa(i) {
 			t.Fatalf("frame %d is %q", i, f.Data)
 		}
+	}
+	// The backlog came in batches of LocalBatch, so the gateway can write
+	// each batch to a member at once.
+	if want := []int{1, LocalBatch, limit - LocalBatch}; fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Fatalf("frames per call %v, want %v", calls, want)
 	}
 	// After the episode the queue takes frames again.
 	if err := b.PublishRoom(1, chat.RoomFrame{Type: "message", Data: []byte("again")}); err != nil {
@@ -217,7 +224,7 @@ func TestLocalRoomsConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				unsub, _ := b.SubscribeRoom(chat.ID(r), func(chat.RoomFrame) {})
+				unsub, _ := b.SubscribeRoom(chat.ID(r), func([]chat.RoomFrame) {})
 				unsub()
 			}
 		}()
@@ -231,7 +238,7 @@ func TestLocalRoomsConcurrent(t *testing.T) {
 	for r := range rooms {
 		for range subsPerRoom {
 			c := newCollector()
-			subscribe(t, b, chat.ID(r), func(f chat.RoomFrame) { delivered.Add(1); c.add(f) })
+			subscribe(t, b, chat.ID(r), func(fs []chat.RoomFrame) { delivered.Add(int64(len(fs))); c.add(fs) })
 			all = append(all, steady{c, r})
 		}
 	}
@@ -275,9 +282,11 @@ func BenchmarkRoomBus(b *testing.B) {
 		done := make(chan struct{})
 		credits := make(chan struct{}, 4096)
 		target := int64(b.N)
-		unsub, err := sub.SubscribeRoom(1, func(chat.RoomFrame) {
-			<-credits
-			if n.Add(1) == target {
+		unsub, err := sub.SubscribeRoom(1, func(fs []chat.RoomFrame) {
+			for range fs {
+				<-credits
+			}
+			if k := int64(len(fs)); n.Add(k) >= target && n.Load()-k < target { // one drainer at a time
 				close(done)
 			}
 		})
