@@ -249,6 +249,11 @@ func TestDefaultsBounded(t *testing.T) {
 	if err := (&Options{Scenario: "idle", Conns: 1 << 30}).defaults(); err == nil {
 		t.Error("unbounded run accepted")
 	}
+	for _, n := range []int{-1, 11, 1 << 30} {
+		if err := (&Options{Scenario: "fanout", Refine: n}).defaults(); err == nil {
+			t.Errorf("--refine %d accepted", n)
+		}
+	}
 }
 
 func TestWriteTable(t *testing.T) {

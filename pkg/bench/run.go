@@ -149,6 +149,9 @@ func (o *Options) defaults() error {
 	if o.Rooms > o.Conns {
 		o.Rooms = o.Conns
 	}
+	if o.Refine < 0 {
+		return errors.New("--refine: must not be negative")
+	}
 	if o.Conns > 200_000 || o.Duration > time.Hour || o.Steps > 50 || o.Refine > 10 {
 		return errors.New("refusing an unbounded run: at most 200000 connections, 1h, 50 steps, 10 refinement steps")
 	}
