@@ -35,19 +35,29 @@ func (b *Rooms) PublishRoom(room chat.ID, f chat.RoomFrame) error {
 	return b.nc.PublishMsg(&nats.Msg{Subject: chat.RoomSubject(room), Data: f.Data, Header: hdr})
 }
 
-// SubscribeRoom calls fn with every frame published to room from now on,
-// one frame per call.
+// SubscribeRoom calls fn with every frame published to room from now on.
+// A frame with more already queued behind it in the client waits for
+// them (up to MaxBatch), so a subscriber that fell behind gets its backlog
+// in batches; nothing waits for a frame not yet received.
 func (b *Rooms) SubscribeRoom(room chat.ID, fn func([]chat.RoomFrame)) (func(), error) {
-	var one [1]chat.RoomFrame // nats.go calls the handler from one goroutine
+	var batch []chat.RoomFrame // nats.go calls the handler from one goroutine
 	sub, err := b.nc.Subscribe(chat.RoomSubject(room), func(m *nats.Msg) {
 		uid, _ := strconv.ParseInt(m.Header.Get(chat.HeaderUser), 10, 64)
 		f := chat.RoomFrame{Type: m.Header.Get(chat.HeaderType), User: chat.ID(uid), Data: m.Data}
 		if f.Type == "message" {
 			f.Nonce = m.Header.Get(chat.HeaderNonce)
 		}
-		one[0] = f
-		fn(one[:])
-		one[0] = chat.RoomFrame{}
+		batch = append(batch, f)
+		if len(batch) < MaxBatch {
+			// Pending counts this message until the handler returns,
+			// and those queued behind it.
+			if n, _, err := m.Sub.Pending(); err == nil && n > 1 {
+				return
+			}
+		}
+		fn(batch)
+		clear(batch)
+		batch = batch[:0]
 	})
 	if err != nil {
 		return nil, err
@@ -88,12 +98,12 @@ var _ chat.RoomBus = (*LocalRooms)(nil)
 // frames.
 const DefaultLocalPending = 65536
 
-// LocalBatch is the most frames LocalRooms hands a subscriber in one call.
+// MaxBatch is the most frames either bus hands a subscriber in one call.
 // Frames queue only while the subscriber is busy with earlier ones, so a
 // batch of more than one means the process is behind; the gateway then
 // writes the whole batch to each member at once, one write instead of one
 // per frame.
-const LocalBatch = 64
+const MaxBatch = 64
 
 // NewLocalRooms returns an in-memory room bus; pending bounds each
 // subscription's queue (0: DefaultLocalPending).
@@ -136,7 +146,7 @@ func (b *LocalRooms) PublishRoom(room chat.ID, f chat.RoomFrame) error {
 func (b *LocalRooms) Sync(context.Context) error { return nil }
 
 // SubscribeRoom calls fn with every frame published to room from now on:
-// all that queued while fn was busy, up to LocalBatch per call.
+// all that queued while fn was busy, up to MaxBatch per call.
 func (b *LocalRooms) SubscribeRoom(room chat.ID, fn func([]chat.RoomFrame)) (func(), error) {
 	s := &localSub{bus: b, room: room, fn: fn}
 	b.mu.Lock()
@@ -196,7 +206,7 @@ func (s *localSub) push(f chat.RoomFrame) {
 	}
 }
 
-// drain hands queued frames to fn in order, LocalBatch at a time at most,
+// drain hands queued frames to fn in order, MaxBatch at a time at most,
 // until the queue is empty.
 func (s *localSub) drain() {
 	s.mu.Lock()
@@ -204,8 +214,8 @@ func (s *localSub) drain() {
 		batch := s.q
 		s.q, s.spare = s.spare[:0], nil
 		s.mu.Unlock()
-		for i := 0; i < len(batch); i += LocalBatch {
-			part := batch[i:min(i+LocalBatch, len(batch))]
+		for i := 0; i < len(batch); i += MaxBatch {
+			part := batch[i:min(i+MaxBatch, len(batch))]
 			if !s.closed.Load() {
 				s.fn(part)
 			}

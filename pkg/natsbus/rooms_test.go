@@ -190,9 +190,9 @@ func TestLocalRoomsBoundsAStuckSubscriber(t *testing.T) {
 			t.Fatalf("frame %d is %q", i, f.Data)
 		}
 	}
-	// The backlog came in batches of LocalBatch, so the gateway can write
+	// The backlog came in batches of MaxBatch, so the gateway can write
 	// each batch to a member at once.
-	if want := []int{1, LocalBatch, limit - LocalBatch}; fmt.Sprint(calls) != fmt.Sprint(want) {
+	if want := []int{1, MaxBatch, limit - MaxBatch}; fmt.Sprint(calls) != fmt.Sprint(want) {
 		t.Fatalf("frames per call %v, want %v", calls, want)
 	}
 	// After the episode the queue takes frames again.
@@ -318,5 +318,54 @@ func BenchmarkRoomBus(b *testing.B) {
 		nc := connect(b, ConnectConfig{Embedded: e, Name: "bench"})
 		bus := NewRooms(nc)
 		run(b, bus, bus)
+	})
+}
+
+// Frames that queued while the subscriber was busy come in one call, on
+// either bus; a frame with nothing queued behind it is not held back.
+func TestRoomBusBatchesABacklog(t *testing.T) {
+	roomBuses(t, func(t *testing.T, pub, sub chat.RoomBus) {
+		entered, release := make(chan struct{}), make(chan struct{})
+		c := newCollector()
+		var once sync.Once
+		var calls []int // only the subscription's goroutine touches it
+		subscribe(t, sub, 1, func(fs []chat.RoomFrame) {
+			once.Do(func() { close(entered); <-release })
+			calls = append(calls, len(fs))
+			c.add(fs)
+		})
+		publish := func(from, to int) {
+			for i := from; i < to; i++ {
+				if err := pub.PublishRoom(1, chat.RoomFrame{Type: "message", Data: []byte(strconv.Itoa(i))}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		flush := func(b chat.RoomBus) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := b.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		publish(0, 1)
+		<-entered
+		publish(1, 11)
+		// Over NATS: the server has them once the publisher's round trip
+		// is done, and the subscriber's client once its own is.
+		flush(pub)
+		flush(sub)
+		close(release)
+		got := c.wait(t, 11)
+		for i, f := range got {
+			if string(f.Data) != strconv.Itoa(i) {
+				t.Fatalf("frame %d is %q", i, f.Data)
+			}
+		}
+		publish(11, 12)
+		c.wait(t, 12)
+		if want := "[1 10 1]"; fmt.Sprint(calls) != want {
+			t.Fatalf("frames per call %v, want %s", calls, want)
+		}
 	})
 }
