@@ -1,9 +1,11 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -439,5 +441,74 @@ func TestBarsRefinedFanout(t *testing.T) {
 	row := Bars([]*Result{r}, nil, nil, nil)[1]
 	if !strings.Contains(row.Measured, "62500 deliveries/s at 625 sends/s") || !strings.Contains(row.Measured, "broke at 750 sends/s: p99 60ms") {
 		t.Fatalf("fanout row: %s", row.Measured)
+	}
+}
+
+// Every flag refuses a value no run means with an error naming it, before
+// anything connects; 0 still takes the default.
+func TestOptionsRefuseNonsense(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(1)
+	for _, c := range []struct {
+		o    Options
+		flag string
+	}{
+		{Options{Conns: -1}, "--conns"},
+		{Options{Rooms: -5}, "--rooms"},
+		{Options{RoomSize: -1}, "--room-size"},
+		{Options{Steps: -1}, "--steps"},
+		{Options{Refine: -1}, "--refine"},
+		{Options{BodySize: -1}, "--body-size"},
+		{Options{BodySize: 1 << 30}, "--body-size"},
+		{Options{ConnsPerUser: -1}, "--conns-per-user"},
+		{Options{Concurrency: -64}, "--concurrency"},
+		{Options{MaxErrors: -1}, "--max-errors"},
+		{Options{PID: -1}, "--pid"},
+		{Options{Workers: -1}, "--workers"},
+		{Options{Workers: 100000}, "--workers"},
+		{Options{Duration: -time.Second}, "--duration"},
+		{Options{MaxP99: -time.Millisecond}, "--max-p99"},
+		{Options{Drain: -time.Second}, "--drain"},
+		{Options{Drain: time.Hour}, "--drain"},
+		{Options{Settle: -time.Second}, "--settle"},
+		{Options{LagWait: -time.Second}, "--lag-wait"},
+		{Options{Sample: -time.Second}, "--sample"},
+		{Options{Rate: -1}, "--rate"},
+		{Options{Rate: nan}, "--rate"},
+		{Options{Rate: inf}, "--rate"},
+		{Options{Rate: 1e12}, "--rate"},
+		{Options{RateFactor: 0.5}, "--rate-factor"},
+		{Options{RateFactor: 1}, "--rate-factor"},
+		{Options{RateFactor: nan}, "--rate-factor"},
+		{Options{MaxLoss: 2}, "--max-loss"},
+		{Options{MaxLoss: -0.1}, "--max-loss"},
+		{Options{MaxLoss: nan}, "--max-loss"},
+		{Options{Rates: []float64{100, nan}}, "--rates"},
+		{Options{Rates: []float64{100, inf}}, "--rates"},
+		{Options{Rates: []float64{100, 1e12}}, "--rates"},
+		{Options{Rates: []float64{0}}, "--rates"},
+		{Options{Rates: []float64{200, 100}}, "--rates"},
+	} {
+		c.o.Scenario = "fanout"
+		err := c.o.defaults()
+		if err == nil || !strings.Contains(err.Error(), c.flag) {
+			t.Errorf("%+v: err %v, want one naming %s", c.o, err, c.flag)
+		}
+	}
+	// Zeros are the defaults, and the largest accepted values pass.
+	ok := Options{Scenario: "fanout", Workers: MaxWorkers, MaxLoss: 1, RateFactor: 1.5, Drain: 2 * time.Minute, Rate: MaxRate}
+	if err := ok.defaults(); err != nil {
+		t.Fatalf("%+v: %v", ok, err)
+	}
+}
+
+func TestSelfTestRefusesNonsense(t *testing.T) {
+	for _, o := range []SelfTestOptions{
+		{Conns: -1}, {Rooms: -1}, {Workers: -1}, {Workers: MaxWorkers + 1}, {Duration: -time.Second},
+		{Coalesce: -1}, {Rate: -1}, {Rate: math.NaN()}, {Rate: math.Inf(1)}, {Rate: 1e12}, {Conns: 1 << 30},
+	} {
+		o.InProcess = true
+		if r, err := SelfTest(context.Background(), o); err == nil {
+			t.Errorf("%+v accepted: %+v", o, r)
+		}
 	}
 }

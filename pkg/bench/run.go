@@ -64,7 +64,75 @@ type Options struct {
 	Progress io.Writer // once-a-second progress; nil: none
 }
 
+// MaxWorkers bounds --workers: each is a process of its own.
+const MaxWorkers = 64
+
+// MaxRate bounds --rate and --rates, in sends/s.
+const MaxRate = 1e6
+
+// validate refuses what no run means, before the defaults fill in the
+// zeros: a negative count, time or rate (0 takes the default), a rate that
+// is not a number, a loss bound that is not a fraction, a rate factor that
+// does not climb, more worker processes than MaxWorkers.
+func (o *Options) validate() error {
+	ints := []struct {
+		flag string
+		v    int
+	}{
+		{"--conns", o.Conns}, {"--rooms", o.Rooms}, {"--room-size", o.RoomSize}, {"--steps", o.Steps},
+		{"--refine", o.Refine}, {"--body-size", o.BodySize}, {"--conns-per-user", o.ConnsPerUser},
+		{"--concurrency", o.Concurrency}, {"--max-errors", o.MaxErrors}, {"--pid", o.PID}, {"--workers", o.Workers},
+	}
+	for _, f := range ints {
+		if f.v < 0 {
+			return fmt.Errorf("%s: must not be negative (0 takes the default)", f.flag)
+		}
+	}
+	durs := []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--duration", o.Duration}, {"--max-p99", o.MaxP99}, {"--drain", o.Drain}, {"--settle", o.Settle},
+		{"--lag-wait", o.LagWait}, {"--sample", o.Sample},
+	}
+	for _, f := range durs {
+		if f.v < 0 {
+			return fmt.Errorf("%s: must not be negative (0 takes the default)", f.flag)
+		}
+	}
+	floats := []struct {
+		flag string
+		v    float64
+	}{{"--rate", o.Rate}, {"--rate-factor", o.RateFactor}, {"--max-loss", o.MaxLoss}}
+	for _, f := range floats {
+		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
+			return fmt.Errorf("%s: want a number, 0 or more", f.flag)
+		}
+	}
+	for _, r := range o.Rates {
+		if math.IsNaN(r) || math.IsInf(r, 0) || r > MaxRate {
+			return fmt.Errorf("--rates: %v is not a rate up to 1,000,000 sends/s", r)
+		}
+	}
+	switch {
+	case o.Rate > MaxRate:
+		return errors.New("--rate: at most 1,000,000 sends/s")
+	case o.RateFactor != 0 && o.RateFactor <= 1:
+		return errors.New("--rate-factor: must be more than 1, so each step sends faster")
+	case o.MaxLoss > 1:
+		return errors.New("--max-loss: a fraction of the deliveries, 0 to 1")
+	case o.Workers > MaxWorkers:
+		return fmt.Errorf("--workers: at most %d processes", MaxWorkers)
+	case o.Drain > 2*time.Minute:
+		return errors.New("--drain: at most 2m")
+	}
+	return nil
+}
+
 func (o *Options) defaults() error {
+	if err := o.validate(); err != nil {
+		return err
+	}
 	def := func(p *int, v int) {
 		if *p <= 0 {
 			*p = v
@@ -148,9 +216,6 @@ func (o *Options) defaults() error {
 	}
 	if o.Rooms > o.Conns {
 		o.Rooms = o.Conns
-	}
-	if o.Refine < 0 {
-		return errors.New("--refine: must not be negative")
 	}
 	if o.Conns > 200_000 || o.Duration > time.Hour || o.Steps > 50 || o.Refine > 10 {
 		return errors.New("refusing an unbounded run: at most 200000 connections, 1h, 50 steps, 10 refinement steps")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -61,6 +62,14 @@ type SelfTestResult struct {
 
 // SelfTest runs the receive-capacity test.
 func SelfTest(ctx context.Context, o SelfTestOptions) (*SelfTestResult, error) {
+	switch {
+	case o.Conns < 0 || o.Rooms < 0 || o.Workers < 0 || o.Duration < 0 || o.Coalesce < 0:
+		return nil, errors.New("--conns, --rooms, --workers, --duration and --coalesce must not be negative (0 takes the default)")
+	case math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) || o.Rate < 0:
+		return nil, errors.New("--rate: want a number, 0 or more")
+	case o.Workers > MaxWorkers:
+		return nil, fmt.Errorf("--workers: at most %d processes", MaxWorkers)
+	}
 	if o.Conns <= 0 {
 		o.Conns = 10000
 	}
