@@ -512,3 +512,19 @@ func TestSelfTestRefusesNonsense(t *testing.T) {
 		}
 	}
 }
+
+func TestParseReadyMS(t *testing.T) {
+	got, err := parseReadyMS("48, 60,55.5")
+	if err != nil || fmt.Sprint(got) != "[48 60 55.5]" {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if got, err := parseReadyMS(""); err != nil || len(got) != 0 {
+		t.Fatalf("empty: %v, %v", got, err)
+	}
+	// A negative or non-numeric time must not pass bar 6.
+	for _, s := range []string{"-5", "NaN", "Inf", "48,abc", "1e999", strings.Repeat("9", 400)} {
+		if got, err := parseReadyMS(s); err == nil {
+			t.Errorf("%q accepted: %v", s, got)
+		}
+	}
+}

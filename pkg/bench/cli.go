@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -90,13 +91,9 @@ func Command() *cli.Command {
 			if err != nil {
 				return err
 			}
-			var ready []float64
-			for _, f := range strings.FieldsFunc(c.String("ready-ms"), func(r rune) bool { return r == ',' || r == ' ' }) {
-				v, err := strconv.ParseFloat(f, 64)
-				if err != nil {
-					return fmt.Errorf("--ready-ms: %v", err)
-				}
-				ready = append(ready, v)
+			ready, err := parseReadyMS(c.String("ready-ms"))
+			if err != nil {
+				return err
 			}
 			var reads *ReadsResult
 			if f := c.String("reads"); f != "" {
@@ -252,4 +249,18 @@ func runCLI(c *cli.Context, scenario string) error {
 		return WriteJSON(f, []*Result{res})
 	}
 	return nil
+}
+
+// parseReadyMS reads --ready-ms: times to ready in ms, separated by commas
+// or spaces; each must be a number, 0 or more.
+func parseReadyMS(s string) ([]float64, error) {
+	var ready []float64
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+			return nil, fmt.Errorf("--ready-ms: %q is not a time in ms", f)
+		}
+		ready = append(ready, v)
+	}
+	return ready, nil
 }
