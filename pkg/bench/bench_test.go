@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -525,6 +526,24 @@ func TestParseReadyMS(t *testing.T) {
 	for _, s := range []string{"-5", "NaN", "Inf", "48,abc", "1e999", strings.Repeat("9", 400)} {
 		if got, err := parseReadyMS(s); err == nil {
 			t.Errorf("%q accepted: %v", s, got)
+		}
+	}
+}
+
+func TestCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkWritable("--json", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWritable("--json", dir+"/out.json"); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("left behind %v", entries)
+	}
+	for _, p := range []string{dir + "/missing/out.json", dir, "/proc/out.json"} {
+		if err := checkWritable("--json", p); err == nil || !strings.Contains(err.Error(), "--json") {
+			t.Errorf("%s: err %v", p, err)
 		}
 	}
 }

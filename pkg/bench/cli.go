@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -134,6 +135,9 @@ func Command() *cli.Command {
 			&cli.DurationFlag{Name: "batch-wait", Usage: "pause between small epoll batches under load (default 500µs; negative: never)"},
 		},
 		Action: func(c *cli.Context) error {
+			if err := checkWritable("--json", c.String("json")); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			r, err := SelfTest(ctx, SelfTestOptions{
@@ -218,6 +222,9 @@ func runCLI(c *cli.Context, scenario string) error {
 		}
 		o.Rates = append(o.Rates, v)
 	}
+	if err := checkWritable("--json", c.String("json")); err != nil {
+		return err
+	}
 	if f := o.CPUProfile; f != "" {
 		pf, err := os.Create(f)
 		if err != nil {
@@ -263,4 +270,23 @@ func parseReadyMS(s string) ([]float64, error) {
 		ready = append(ready, v)
 	}
 	return ready, nil
+}
+
+// checkWritable fails now, not after a run of up to an hour, when the
+// results could not be written to path: a missing or read-only directory,
+// or a path that is a directory. It leaves nothing behind.
+func checkWritable(flag, path string) error {
+	if path == "" {
+		return nil
+	}
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("%s %s: is a directory", flag, path)
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".chatd-bench-*")
+	if err != nil {
+		return fmt.Errorf("%s %s: cannot write there: %w", flag, path, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
 }
