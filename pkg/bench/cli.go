@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -215,13 +214,11 @@ func runCLI(c *cli.Context, scenario string) error {
 	if o.Progress == nil {
 		o.Progress = os.Stderr
 	}
-	for _, f := range strings.FieldsFunc(c.String("rates"), func(r rune) bool { return r == ',' || r == ' ' }) {
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil {
-			return fmt.Errorf("--rates: %v", err)
-		}
-		o.Rates = append(o.Rates, v)
+	rates, err := parseNumbers("--rates", c.String("rates"))
+	if err != nil {
+		return err
 	}
+	o.Rates = rates
 	if err := checkWritable("--json", c.String("json")); err != nil {
 		return err
 	}
@@ -258,16 +255,30 @@ func runCLI(c *cli.Context, scenario string) error {
 	return nil
 }
 
-// parseReadyMS reads --ready-ms: times to ready in ms, separated by commas
-// or spaces; each must be a number, 0 or more.
-func parseReadyMS(s string) ([]float64, error) {
-	var ready []float64
+// parseNumbers reads a list flag (--rates, --ready-ms): numbers separated
+// by commas or spaces. What each may be is the caller's to check.
+func parseNumbers(flag, s string) ([]float64, error) {
+	var vs []float64
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
 		v, err := strconv.ParseFloat(f, 64)
-		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-			return nil, fmt.Errorf("--ready-ms: %q is not a time in ms", f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q is not a number", flag, f)
 		}
-		ready = append(ready, v)
+		vs = append(vs, v)
+	}
+	return vs, nil
+}
+
+// parseReadyMS reads --ready-ms: times to ready in ms, each 0 or more.
+func parseReadyMS(s string) ([]float64, error) {
+	ready, err := parseNumbers("--ready-ms", s)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range ready {
+		if err := checkNumber("--ready-ms", v); err != nil {
+			return nil, err
+		}
 	}
 	return ready, nil
 }

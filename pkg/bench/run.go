@@ -70,44 +70,46 @@ const MaxWorkers = 64
 // MaxRate bounds --rate and --rates, in sends/s.
 const MaxRate = 1e6
 
+// checkNumber refuses a flag value no run means: not a number, infinite,
+// or negative. (For most flags 0 takes the default.)
+func checkNumber(flag string, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return fmt.Errorf("%s: want a number, 0 or more", flag)
+	}
+	return nil
+}
+
+// numFlag is one flag's value, for checkNumber.
+type numFlag struct {
+	flag string
+	v    float64
+}
+
+func checkNumbers(fs ...numFlag) error {
+	for _, f := range fs {
+		if err := checkNumber(f.flag, f.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // validate refuses what no run means, before the defaults fill in the
-// zeros: a negative count, time or rate (0 takes the default), a rate that
-// is not a number, a loss bound that is not a fraction, a rate factor that
-// does not climb, more worker processes than MaxWorkers.
+// zeros: a negative or non-numeric count, time or rate, a rate past
+// MaxRate, a loss bound that is not a fraction, a rate factor that does
+// not climb, more worker processes than MaxWorkers.
 func (o *Options) validate() error {
-	ints := []struct {
-		flag string
-		v    int
-	}{
-		{"--conns", o.Conns}, {"--rooms", o.Rooms}, {"--room-size", o.RoomSize}, {"--steps", o.Steps},
-		{"--refine", o.Refine}, {"--body-size", o.BodySize}, {"--conns-per-user", o.ConnsPerUser},
-		{"--concurrency", o.Concurrency}, {"--max-errors", o.MaxErrors}, {"--pid", o.PID}, {"--workers", o.Workers},
-	}
-	for _, f := range ints {
-		if f.v < 0 {
-			return fmt.Errorf("%s: must not be negative (0 takes the default)", f.flag)
-		}
-	}
-	durs := []struct {
-		flag string
-		v    time.Duration
-	}{
-		{"--duration", o.Duration}, {"--max-p99", o.MaxP99}, {"--drain", o.Drain}, {"--settle", o.Settle},
-		{"--lag-wait", o.LagWait}, {"--sample", o.Sample},
-	}
-	for _, f := range durs {
-		if f.v < 0 {
-			return fmt.Errorf("%s: must not be negative (0 takes the default)", f.flag)
-		}
-	}
-	floats := []struct {
-		flag string
-		v    float64
-	}{{"--rate", o.Rate}, {"--rate-factor", o.RateFactor}, {"--max-loss", o.MaxLoss}}
-	for _, f := range floats {
-		if math.IsNaN(f.v) || math.IsInf(f.v, 0) || f.v < 0 {
-			return fmt.Errorf("%s: want a number, 0 or more", f.flag)
-		}
+	err := checkNumbers(
+		numFlag{"--conns", float64(o.Conns)}, numFlag{"--rooms", float64(o.Rooms)}, numFlag{"--room-size", float64(o.RoomSize)},
+		numFlag{"--steps", float64(o.Steps)}, numFlag{"--refine", float64(o.Refine)}, numFlag{"--body-size", float64(o.BodySize)},
+		numFlag{"--conns-per-user", float64(o.ConnsPerUser)}, numFlag{"--concurrency", float64(o.Concurrency)},
+		numFlag{"--max-errors", float64(o.MaxErrors)}, numFlag{"--pid", float64(o.PID)}, numFlag{"--workers", float64(o.Workers)},
+		numFlag{"--duration", float64(o.Duration)}, numFlag{"--max-p99", float64(o.MaxP99)}, numFlag{"--drain", float64(o.Drain)},
+		numFlag{"--settle", float64(o.Settle)}, numFlag{"--lag-wait", float64(o.LagWait)}, numFlag{"--sample", float64(o.Sample)},
+		numFlag{"--rate", o.Rate}, numFlag{"--rate-factor", o.RateFactor}, numFlag{"--max-loss", o.MaxLoss},
+	)
+	if err != nil {
+		return err
 	}
 	for _, r := range o.Rates {
 		if math.IsNaN(r) || math.IsInf(r, 0) || r > MaxRate {

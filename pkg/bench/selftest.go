@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -62,12 +61,12 @@ type SelfTestResult struct {
 
 // SelfTest runs the receive-capacity test.
 func SelfTest(ctx context.Context, o SelfTestOptions) (*SelfTestResult, error) {
-	switch {
-	case o.Conns < 0 || o.Rooms < 0 || o.Workers < 0 || o.Duration < 0 || o.Coalesce < 0:
-		return nil, errors.New("--conns, --rooms, --workers, --duration and --coalesce must not be negative (0 takes the default)")
-	case math.IsNaN(o.Rate) || math.IsInf(o.Rate, 0) || o.Rate < 0:
-		return nil, errors.New("--rate: want a number, 0 or more")
-	case o.Workers > MaxWorkers:
+	if err := checkNumbers(numFlag{"--conns", float64(o.Conns)}, numFlag{"--rooms", float64(o.Rooms)},
+		numFlag{"--workers", float64(o.Workers)}, numFlag{"--duration", float64(o.Duration)},
+		numFlag{"--coalesce", float64(o.Coalesce)}, numFlag{"--rate", o.Rate}); err != nil {
+		return nil, err
+	}
+	if o.Workers > MaxWorkers {
 		return nil, fmt.Errorf("--workers: at most %d processes", MaxWorkers)
 	}
 	if o.Conns <= 0 {

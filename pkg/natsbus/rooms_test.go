@@ -328,7 +328,7 @@ func TestRoomBusBatchesABacklog(t *testing.T) {
 		entered, release := make(chan struct{}), make(chan struct{})
 		c := newCollector()
 		var once sync.Once
-		var calls []int // only the subscription's goroutine touches it
+		var calls []int // appended before c.add, read after c.wait
 		subscribe(t, sub, 1, func(fs []chat.RoomFrame) {
 			once.Do(func() { close(entered); <-release })
 			calls = append(calls, len(fs))
