@@ -161,6 +161,7 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 		if bs != nil && bs.ToolCPU > 0 {
 			m += fmt.Sprintf(" (tool %.2f CPU, %.1f frames/read)", bs.ToolCPU, bs.FramesPerRead)
 		}
+		m += fanoutCeiling(bs, self)
 		rows = append(rows, BarRow{bar2, t2, withWhy(m, why), verdict(len(why) == 0 && best >= 150000)})
 	}
 
@@ -292,6 +293,30 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 		rows = append(rows, BarRow{tool, tt, m, verdict(self.FramesPerCPUSecond >= 150000 && self.Lost == 0)})
 	}
 	return rows
+}
+
+// fanoutCeiling sets bar 2's best step against the machine's floor,
+// measured by the self-test in the same run: the server's CPU per delivery
+// (every role included) beside the bare sender's CPU per one-frame write,
+// and says so when a CPU of this machine cannot write 150,000 frames a
+// second one write per frame even doing nothing else (at bar 2's shape a
+// member gets one frame every 1/15 s, so a p99 under 50 ms leaves nothing
+// to coalesce).
+func fanoutCeiling(bs *Step, self *SelfTestResult) string {
+	if self == nil || self.SenderFramesPerCPUSecond <= 0 {
+		return ""
+	}
+	floor := 1e6 / self.SenderFramesPerCPUSecond
+	m := fmt.Sprintf("; machine: a bare sender writes %.0f frames per CPU-second (%.2f µs each)", self.SenderFramesPerCPUSecond, floor)
+	if bs != nil {
+		if us := bs.CPUPerDelivery(); us > 0 {
+			m += fmt.Sprintf(", chatd used %.2f µs per delivery (%.2fx)", us, us/floor)
+		}
+	}
+	if self.SenderFramesPerCPUSecond < 150000 {
+		m += ", below the bar: one CPU here cannot write 150,000 single frames a second"
+	}
+	return m
 }
 
 func withWhy(m string, why []string) string {

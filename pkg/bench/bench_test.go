@@ -547,3 +547,32 @@ func TestCheckWritable(t *testing.T) {
 		}
 	}
 }
+
+// Bar 2 sets chatd's CPU per delivery against the self-test's bare sender
+// from the same run, and says when the machine itself is below the bar;
+// the verdict still comes from the fanout run alone.
+func TestBarsFanoutCeiling(t *testing.T) {
+	r := &Result{Scenario: "fanout", Conns: 10000, Rooms: 100, BodySize: 100, Connected: 10000, LastGood: 0, Steps: []Step{
+		{Rate: 800, OK: true, DeliveriesPerSec: 80000, Latency: Latency{P99: 20}, ServerCPUSeconds: 6, Tally: Tally{Unique: 500000}},
+	}}
+	slow := &SelfTestResult{FramesPerCPUSecond: 300000, SenderFramesPerCPUSecond: 100000}
+	row := Bars([]*Result{r}, nil, nil, slow)[1]
+	for _, want := range []string{"100000 frames per CPU-second (10.00 µs each)", "chatd used 12.00 µs per delivery (1.20x)", "below the bar"} {
+		if !strings.Contains(row.Measured, want) {
+			t.Errorf("missing %q: %s", want, row.Measured)
+		}
+	}
+	if row.Verdict != "FAIL" {
+		t.Errorf("verdict %s", row.Verdict)
+	}
+	fast := &SelfTestResult{FramesPerCPUSecond: 300000, SenderFramesPerCPUSecond: 250000}
+	if row := Bars([]*Result{r}, nil, nil, fast)[1]; strings.Contains(row.Measured, "below the bar") || !strings.Contains(row.Measured, "(3.00x)") {
+		t.Errorf("fast machine: %s", row.Measured)
+	}
+	// No self-test, or no sender CPU (in-process): nothing added.
+	for _, self := range []*SelfTestResult{nil, {FramesPerCPUSecond: 300000}} {
+		if row := Bars([]*Result{r}, nil, nil, self)[1]; strings.Contains(row.Measured, "machine") {
+			t.Errorf("unmeasured ceiling reported: %s", row.Measured)
+		}
+	}
+}

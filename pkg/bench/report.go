@@ -22,7 +22,7 @@ func WriteTable(w io.Writer, results []*Result) error {
 		}
 		switch {
 		case len(r.Steps) == 0:
-			fmt.Fprintf(tw, "%s\t%d\t%d\t-\t-\t-\t-\t-\t%.2f\t%.2f\t%.2f\t%.2f\t-\t%s\t\n", r.Scenario, r.Connected, r.Rooms,
+			fmt.Fprintf(tw, "%s\t%d\t%d\t-\t-\t-\t-\t-\t%.2f\t%.2f\t%.2f\t%.2f\t-\t-\t%s\t\n", r.Scenario, r.Connected, r.Rooms,
 				r.ConnectLatency.P50, r.ConnectLatency.P99, r.ConnectLatency.P999, r.ConnectLatency.Max, rss)
 		default:
 			for i, s := range r.Steps {
@@ -40,9 +40,13 @@ func WriteTable(w io.Writer, results []*Result) error {
 				if s.AckLatency.Count > 0 {
 					ack = fmt.Sprintf("%.2f", s.AckLatency.P99)
 				}
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t\n", name, r.Connected, r.Rooms,
+				cpu := "-"
+				if us := s.CPUPerDelivery(); us > 0 {
+					cpu = fmt.Sprintf("%.2f", us)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t\n", name, r.Connected, r.Rooms,
 					s.Rate, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders,
-					s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, ack, rss)
+					s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, ack, cpu, rss)
 			}
 		}
 		notes = append(notes, r.notes()...)

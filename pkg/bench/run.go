@@ -286,6 +286,7 @@ type Step struct {
 	SendSeconds      float64 `json:"send_seconds"`
 	ToolCPU          float64 `json:"tool_cpu,omitempty"` // CPUs the worker processes used over the step (1: one whole CPU)
 	FramesPerRead    float64 `json:"frames_per_read,omitempty"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"` // the server's (--pid) CPU time from the first send to the end of the drain
 	Sent             int64   `json:"sent"`
 	Acked            int64   `json:"acked"`
 	SendErrors       int64   `json:"send_errors"`
@@ -673,6 +674,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 	before := merge(mustStats(ctx, p)).Dropped
 	say("step %d: %.0f sends/s from %d publishers for %s", step, rate, pubs, o.Duration)
 	cpu0, haveCPU := p.cpuSeconds()
+	srv0, srvErr := serverCPU(o.PID)
 	start := time.Now()
 	var last int64
 	lastT := start
@@ -721,6 +723,7 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	srv1, srvErr1 := serverCPU(o.PID)
 	t = merge(mustStats(ctx, p))
 	s := Step{Rate: rate, Seconds: sendTime.Seconds(), Sent: t.Sent, Acked: t.Acked, SendErrors: t.SendErr, Tally: t.Tally,
 		Lost: t.Tally.Lost(), Latency: summarize(t.Lat), AckLatency: summarize(t.AckLat)}
@@ -735,14 +738,43 @@ func runStep(ctx context.Context, p pool, step int, rate float64, pubs int, o Op
 		s.ToolCPU = (cpu1 - cpu0) / time.Since(start).Seconds()
 	}
 	s.DeliveriesPerSec = float64(t.Tally.Unique) / s.Seconds
+	if srvErr == nil && srvErr1 == nil {
+		s.ServerCPUSeconds = srv1 - srv0
+	}
 	if unacked := t.Sent - t.Acked - t.SendErr; unacked > 0 {
 		s.SendErrors += unacked // never answered: count as failed
 		t.ErrCodes["unanswered"] += unacked
 	}
-	say("step %d done: %.0f deliveries/s  lost %d  dup %d  reordered %d  p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms  tool CPU %.2f  frames/read %.2f",
-		step, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.ToolCPU, s.FramesPerRead)
+	say("step %d done: %.0f deliveries/s  lost %d  dup %d  reordered %d  p50 %.2fms p99 %.2fms p99.9 %.2fms max %.2fms  tool CPU %.2f  frames/read %.2f%s",
+		step, s.DeliveriesPerSec, s.Lost, s.Tally.Dups, s.Tally.Reorders, s.Latency.P50, s.Latency.P99, s.Latency.P999, s.Latency.Max, s.ToolCPU, s.FramesPerRead, serverCPULine(s))
 	out.Step, out.codes, out.dropped = s, t.ErrCodes, t.Dropped-before
 	return out, nil
+}
+
+// serverCPU is the CPU-seconds the server process has used so far, read
+// from /proc (so only for a local server given with --pid).
+func serverCPU(pid int) (float64, error) {
+	if pid <= 0 {
+		return 0, errors.New("no --pid")
+	}
+	return procCPU(pid)
+}
+
+// CPUPerDelivery is the server's CPU time per delivered frame in µs (every
+// role's share included: ingest, log, store and index as well as the
+// fanout), or 0 when it was not measured.
+func (s *Step) CPUPerDelivery() float64 {
+	if s.ServerCPUSeconds <= 0 || s.Tally.Unique == 0 {
+		return 0
+	}
+	return s.ServerCPUSeconds / float64(s.Tally.Unique) * 1e6
+}
+
+func serverCPULine(s Step) string {
+	if us := s.CPUPerDelivery(); us > 0 {
+		return fmt.Sprintf("  server %.2f CPU-s (%.2f µs/delivery)", s.ServerCPUSeconds, us)
+	}
+	return ""
 }
 
 func codes(m map[string]int64) string {

@@ -56,7 +56,14 @@ type SelfTestResult struct {
 	WorkerCPU          float64 `json:"worker_cpu_seconds"`
 	FramesPerCPUSecond float64 `json:"frames_per_cpu_second"` // the capacity of one CPU; 0 when unmeasured (in-process)
 	SenderSeconds      float64 `json:"sender_seconds"`        // how long the sender took to write its schedule
-	Latency            Latency `json:"latency"`
+	// The sender's own CPU time, and the frames it wrote per CPU-second
+	// of it: what one CPU of this machine can write with nothing else to
+	// do, one write per frame and connection (--coalesce 1) — the
+	// ceiling of a fanout that does not coalesce, against which a
+	// server's CPU per delivery can be set. 0 when unmeasured (in-process).
+	SenderCPU                float64 `json:"sender_cpu_seconds,omitempty"`
+	SenderFramesPerCPUSecond float64 `json:"sender_frames_per_cpu_second,omitempty"`
+	Latency                  Latency `json:"latency"`
 }
 
 // SelfTest runs the receive-capacity test.
@@ -165,6 +172,10 @@ func SelfTest(ctx context.Context, o SelfTestOptions) (*SelfTestResult, error) {
 		Expected:          expected, Unique: t.Tally.Unique, Dups: t.Tally.Dups, Reads: t.Reads,
 		Seconds: end.Sub(start).Seconds(), SenderSeconds: br.Seconds, Latency: summarize(t.Lat)}
 	res.Lost = max(0, expected-t.Tally.Unique)
+	if !o.InProcess && br.CPU > 0 {
+		res.SenderCPU = br.CPU
+		res.SenderFramesPerCPUSecond = float64(expected) / br.CPU
+	}
 	res.FramesPerSec = float64(res.Unique) / res.Seconds
 	if cpu1, ok := p.cpuSeconds(); ok && haveCPU {
 		res.WorkerCPU = cpu1 - cpu0
@@ -189,6 +200,10 @@ func WriteSelfTest(w io.Writer, r *SelfTestResult) {
 	} else {
 		fmt.Fprintf(w, "  worker CPU not measured (workers in this process, or no /proc)\n")
 	}
+	if r.SenderFramesPerCPUSecond > 0 {
+		fmt.Fprintf(w, "  sender used %.2f CPU-seconds: %.2f µs per frame, %.0f frames per CPU-second (%.2fx bar 2's 150,000/s; the ceiling of a fanout that writes once per frame on one CPU)\n",
+			r.SenderCPU, 1e6/r.SenderFramesPerCPUSecond, r.SenderFramesPerCPUSecond, r.SenderFramesPerCPUSecond/150000)
+	}
 }
 
 // senderHandle drives a sender: a child process (chatd bench --sender) or,
@@ -211,6 +226,7 @@ type blastReply struct {
 	Addr    string           `json:"addr,omitempty"`
 	Sent    map[string]int64 `json:"sent,omitempty"` // messages by room
 	Seconds float64          `json:"seconds"`
+	CPU     float64          `json:"cpu_seconds,omitempty"` // the sender process's CPU time over the blast
 	Err     string           `json:"err,omitempty"`
 }
 
@@ -398,8 +414,19 @@ func (s *sender) blast(step int, rate float64, d time.Duration, k int) blastRepl
 		return blastReply{Err: "nothing to send"}
 	}
 	interval := time.Duration(float64(time.Second) * float64(len(rooms)) / rate)
+	cpu0, haveCPU := processCPU()
 	start := time.Now()
 	end := start.Add(d)
+	// One deadline for the whole blast (a receiver that stops reading
+	// cannot hang it), not one per write: the sender is the machine's
+	// floor for one-write-per-frame fanout, so it does nothing else.
+	for _, members := range rooms {
+		for _, c := range members {
+			c.mu.Lock()
+			_ = c.nc.SetWriteDeadline(end.Add(30 * time.Second))
+			c.mu.Unlock()
+		}
+	}
 	var mu sync.Mutex
 	sent := map[string]int64{}
 	var wg sync.WaitGroup
@@ -427,7 +454,6 @@ func (s *sender) blast(step int, rate float64, d time.Duration, k int) blastRepl
 				}
 				for _, c := range members {
 					c.mu.Lock()
-					_ = c.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 					_, _ = c.nc.Write(frame)
 					c.mu.Unlock()
 				}
@@ -439,5 +465,9 @@ func (s *sender) blast(step int, rate float64, d time.Duration, k int) blastRepl
 		}(pub)
 	}
 	wg.Wait()
-	return blastReply{Sent: sent, Seconds: time.Since(start).Seconds()}
+	r := blastReply{Sent: sent, Seconds: time.Since(start).Seconds()}
+	if cpu1, ok := processCPU(); ok && haveCPU {
+		r.CPU = cpu1 - cpu0
+	}
+	return r
 }

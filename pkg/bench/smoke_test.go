@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -104,6 +105,9 @@ func TestScenariosSmoke(t *testing.T) {
 				}
 				if s.Latency.Count != s.Tally.Unique {
 					t.Errorf("step %d: %d latencies for %d deliveries", i, s.Latency.Count, s.Tally.Unique)
+				}
+				if runtime.GOOS == "linux" && (s.ServerCPUSeconds <= 0 || s.CPUPerDelivery() <= 0) {
+					t.Errorf("step %d: no server CPU reading from --pid (%v s)", i, s.ServerCPUSeconds)
 				}
 			}
 			if sc == "durable" || sc == "persist" {
