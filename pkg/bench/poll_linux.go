@@ -288,12 +288,3 @@ func (p *poller) stop() {
 	<-p.done
 	_ = unix.Close(p.epfd)
 }
-
-// processCPU is the CPU time (user and system) this process has used.
-func processCPU() (float64, bool) {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0, false
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9, true
-}

@@ -22,5 +22,3 @@ func (p *poller) add(c *rconn) { go p.w.readLoop(c, c.link.(*netLink)) }
 func (p *poller) remove(*rconn) {}
 
 func (p *poller) stop() {}
-
-func processCPU() (float64, bool) { return 0, false }

@@ -414,7 +414,7 @@ func (s *sender) blast(step int, rate float64, d time.Duration, k int) blastRepl
 		return blastReply{Err: "nothing to send"}
 	}
 	interval := time.Duration(float64(time.Second) * float64(len(rooms)) / rate)
-	cpu0, haveCPU := processCPU()
+	cpu0, cpuErr := procCPU(os.Getpid())
 	start := time.Now()
 	end := start.Add(d)
 	// One deadline for the whole blast (a receiver that stops reading
@@ -466,7 +466,7 @@ func (s *sender) blast(step int, rate float64, d time.Duration, k int) blastRepl
 	}
 	wg.Wait()
 	r := blastReply{Sent: sent, Seconds: time.Since(start).Seconds()}
-	if cpu1, ok := processCPU(); ok && haveCPU {
+	if cpu1, err := procCPU(os.Getpid()); err == nil && cpuErr == nil {
 		r.CPU = cpu1 - cpu0
 	}
 	return r
