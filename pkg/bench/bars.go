@@ -162,7 +162,7 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 			m += fmt.Sprintf(" (tool %.2f CPU, %.1f frames/read)", bs.ToolCPU, bs.FramesPerRead)
 		}
 		m += fanoutCeiling(bs, self)
-		rows = append(rows, BarRow{bar2, t2, withWhy(m, why), verdict(len(why) == 0 && best >= 150000)})
+		rows = append(rows, BarRow{bar2, t2, withWhy(m, why), verdict(len(why) == 0 && best >= Bar2Deliveries)})
 	}
 
 	const bar3 = "3 durable acks"
@@ -290,7 +290,7 @@ func Bars(results []*Result, readyMS []float64, reads *ReadsResult, self *SelfTe
 		rows = append(rows, notRun(tool, tt))
 	} else {
 		m := fmt.Sprintf("%.0f frames/CPU-s (%.0f frames/s received, %.2f frames/read, %d lost)", self.FramesPerCPUSecond, self.FramesPerSec, float64(self.Unique)/max(1, float64(self.Reads)), self.Lost)
-		rows = append(rows, BarRow{tool, tt, m, verdict(self.FramesPerCPUSecond >= 150000 && self.Lost == 0)})
+		rows = append(rows, BarRow{tool, tt, m, verdict(self.FramesPerCPUSecond >= Bar2Deliveries && self.Lost == 0)})
 	}
 	return rows
 }
@@ -313,7 +313,7 @@ func fanoutCeiling(bs *Step, self *SelfTestResult) string {
 			m += fmt.Sprintf(", chatd used %.2f µs per delivery (%.2fx)", us, us/floor)
 		}
 	}
-	if self.SenderFramesPerCPUSecond < 150000 {
+	if self.SenderFramesPerCPUSecond < Bar2Deliveries {
 		m += ", below the bar: one CPU here cannot write 150,000 single frames a second"
 	}
 	return m

@@ -70,6 +70,10 @@ const MaxWorkers = 64
 // MaxRate bounds --rate and --rates, in sends/s.
 const MaxRate = 1e6
 
+// Bar2Deliveries is bar 2's floor in deliveries/s, which the load tool's
+// receive capacity and the machine's write ceiling are measured against.
+const Bar2Deliveries = 150000
+
 // checkNumber refuses a flag value no run means: not a number, infinite,
 // or negative. (For most flags 0 takes the default.)
 func checkNumber(flag string, v float64) error {
@@ -112,7 +116,7 @@ func (o *Options) validate() error {
 		return err
 	}
 	for _, r := range o.Rates {
-		if math.IsNaN(r) || math.IsInf(r, 0) || r > MaxRate {
+		if checkNumber("--rates", r) != nil || r > MaxRate {
 			return fmt.Errorf("--rates: %v is not a rate up to 1,000,000 sends/s", r)
 		}
 	}

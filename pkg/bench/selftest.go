@@ -96,7 +96,7 @@ func SelfTest(ctx context.Context, o SelfTestOptions) (*SelfTestResult, error) {
 	if o.BatchWait == 0 {
 		o.BatchWait = DefaultBatchWait
 	}
-	if o.Conns > 200_000 || o.Duration > 10*time.Minute || o.Rate > 1e6 {
+	if o.Conns > 200_000 || o.Duration > 10*time.Minute || o.Rate > MaxRate {
 		return nil, errors.New("refusing an unbounded self-test: at most 200000 connections, 10m, 1e6 messages/s")
 	}
 	t0 := time.Now()
@@ -196,13 +196,13 @@ func WriteSelfTest(w io.Writer, r *SelfTestResult) {
 		r.Latency.P50, r.Latency.P99, r.Latency.P999, r.Latency.Max)
 	if r.FramesPerCPUSecond > 0 {
 		fmt.Fprintf(w, "  workers used %.2f CPU-seconds: capacity %.0f frames per CPU-second (%.2fx bar 2's 150,000/s)\n",
-			r.WorkerCPU, r.FramesPerCPUSecond, r.FramesPerCPUSecond/150000)
+			r.WorkerCPU, r.FramesPerCPUSecond, r.FramesPerCPUSecond/Bar2Deliveries)
 	} else {
 		fmt.Fprintf(w, "  worker CPU not measured (workers in this process, or no /proc)\n")
 	}
 	if r.SenderFramesPerCPUSecond > 0 {
 		fmt.Fprintf(w, "  sender used %.2f CPU-seconds: %.2f µs per frame, %.0f frames per CPU-second (%.2fx bar 2's 150,000/s; the ceiling of a fanout that writes once per frame on one CPU)\n",
-			r.SenderCPU, 1e6/r.SenderFramesPerCPUSecond, r.SenderFramesPerCPUSecond, r.SenderFramesPerCPUSecond/150000)
+			r.SenderCPU, 1e6/r.SenderFramesPerCPUSecond, r.SenderFramesPerCPUSecond, r.SenderFramesPerCPUSecond/Bar2Deliveries)
 	}
 }
 
